@@ -1,0 +1,828 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, Kaminario K2 collection contributors
+# Simplified BSD License (see LICENSES/BSD-2-Clause.txt or https://opensource.org/licenses/BSD-2-Clause)
+# SPDX-License-Identifier: BSD-2-Clause
+
+"""REST client for the Kaminario K2 / Silk SDP API (``/api/v2``), built on requests.
+
+One ``K2Client`` serves one module run: one ``requests.Session`` (keep-alive),
+one request counter, one optional trace file.
+
+Design decisions worth knowing:
+
+* **No discovery request.** K2's discovery document maps each resource name to
+  ``/<name>`` (``volumes`` -> ``/volumes``, ``system/state`` ->
+  ``/system/state``), so the client uses that well-known layout and spends no
+  request on ``GET /api/v2``. This keeps a no-change module run at one or two
+  requests. ``discover()`` fetches and caches the document (once per client)
+  for callers that want to check a resource exists.
+* **Time budget.** ``timeout`` is the longest one API call may take, retries
+  and back-off sleeps included; every attempt gets what is left of it. The
+  number of attempts is ``retries + 1`` at most. Back-off is capped
+  exponential with jitter: ``min(retry_max_wait, 2 ** n * BACKOFF_BASE)``,
+  scaled by a random factor in [0.5, 1].
+* **What is retried:** connection errors and timeouts, HTTP 5xx, HTTP 429, and
+  HTTP 400 whose K2 error is MC_ERR_BUSY, MC_ERR_BUSY_SPECIFIC,
+  MC_ERR_INPROGRESS or MC_ERR_START_TIMEOUT. Never 401, 403 or other 4xx.
+* **Lost POST.** When a POST may have reached the array but its answer was
+  lost (connection dropped or read timeout after sending, 500, 502, 504), the
+  client does not repeat it blindly: given ``unique`` filters (for example
+  ``{"name": "vol1"}``) it re-reads the object and returns it if it exists,
+  and only re-sends the POST if it does not. Without ``unique`` it gives up
+  with ``K2ConnectionError`` saying the outcome is unknown.
+* **Refs.** K2 links objects with ``{"ref": "/volume_groups/3"}``. Use
+  ``make_ref``, ``ref_path``, ``ref_id`` and ``parse_ref``.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import random
+import re
+import ssl
+import time
+import traceback
+
+try:
+    import requests
+    from requests.adapters import HTTPAdapter
+    HAS_REQUESTS = True
+    REQUESTS_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - exercised by ansible-test's import sanity test
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR = traceback.format_exc()
+    HTTPAdapter = object
+
+API_PREFIX = '/api/v2'
+DEFAULT_TIMEOUT = 60
+DEFAULT_RETRIES = 5
+DEFAULT_RETRY_MAX_WAIT = 30
+CONNECT_TIMEOUT = 10
+BACKOFF_BASE = 1.0
+PAGE_SIZE = 100
+BULK_CHUNK_SIZE = 100
+RETRYABLE_K2_CODES = frozenset(('MC_ERR_BUSY', 'MC_ERR_BUSY_SPECIFIC', 'MC_ERR_INPROGRESS', 'MC_ERR_START_TIMEOUT'))
+# Statuses after which a POST may or may not have been applied ("recheck the state of the object").
+AMBIGUOUS_STATUSES = frozenset((500, 502, 504))
+SECRET_KEY_RE = re.compile(r'pass(word)?|secret|token|authorization|chap|private|credential', re.IGNORECASE)
+REDACTED = '********'
+
+# Fields whose value is a ref to a fixed resource: lets callers filter and write
+# them with a plain id or a whole object. Fields that can point at several
+# resources (``source``, a mapping's ``volume`` when it is a view) need a real ref.
+REF_FIELDS = {
+    'volume_group': 'volume_groups',
+    'local_volume_group': 'volume_groups',
+    'host': 'hosts',
+    'host_group': 'host_groups',
+    'volume': 'volumes',
+    'snapshot': 'snapshots',
+    'retention_policy': 'retention_policies',
+    'capacity_policy': 'vg_capacity_policies',
+    'replication_session': 'replication/sessions',
+    'last_restored_from': 'snapshots',
+}
+
+# Keys that hold refs to more than one kind of resource: a path string is turned into a ref.
+_OTHER_REF_KEYS = frozenset(('source', 'source_snapshot', 'source_volume', 'interface', 'net_port'))
+
+_REF_RE = re.compile(r'^/(?P<resource>[a-z0-9_]+(?:/[a-z0-9_]+)*)/(?P<id>[0-9]+)$')
+
+
+# --------------------------------------------------------------------------- refs
+
+def make_ref(resource, obj_id):
+    """Return the K2 reference object ``{"ref": "/<resource>/<id>"}``."""
+    return {'ref': '/%s/%d' % (resource.strip('/'), int(obj_id))}
+
+
+def ref_path(value, resource=None):
+    """Return the ref path (``/volumes/3``) of a ref dict, a path string, an object or an id.
+
+    An object (a dict from the API with an ``id``) or a bare id needs
+    ``resource`` to say what it is. Returns ``None`` for ``None``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        if 'ref' in value:
+            return ref_path(value['ref'])
+        if 'id' in value and resource:
+            return make_ref(resource, value['id'])['ref']
+    elif isinstance(value, str) and _REF_RE.match(value):
+        return value
+    elif isinstance(value, int) and not isinstance(value, bool) and resource:
+        return make_ref(resource, value)['ref']
+    elif isinstance(value, str) and value.isdigit() and resource:
+        return make_ref(resource, int(value))['ref']
+    raise ValueError('Cannot make a K2 reference from %r%s' % (value, ' (resource %s)' % resource if resource else ''))
+
+
+def parse_ref(value):
+    """Split a ref (dict or path) into ``(resource, id)``: ``/replication/sessions/4`` -> ``('replication/sessions', 4)``."""
+    path = ref_path(value)
+    match = _REF_RE.match(path)
+    return match.group('resource'), int(match.group('id'))
+
+
+def ref_id(value):
+    """Return the integer id of a ref (dict or path), or ``None`` for ``None``."""
+    if value is None:
+        return None
+    return parse_ref(value)[1]
+
+
+# --------------------------------------------------------------------------- errors
+
+class K2Error(Exception):
+    """Any failure talking to K2.
+
+    Attributes: ``status`` (HTTP status or None), ``k2_code`` (the ``MC_ERR_*``
+    code when K2 gave one), ``message`` (K2's ``error_msg`` or a description),
+    ``method`` and ``path`` of the request, and ``hint`` (how to fix it).
+    """
+
+    hint = 'Check the K2 event log and the request details above.'
+
+    def __init__(self, message, status=None, k2_code=None, method=None, path=None, hint=None, attempts=None):
+        self.message = message
+        self.status = status
+        self.k2_code = k2_code
+        self.method = method
+        self.path = path
+        self.attempts = attempts
+        if hint is not None:
+            self.hint = hint
+        super(K2Error, self).__init__(self.describe())
+
+    def describe(self):
+        """One line: message, then status and request, e.g. ``no such volume (HTTP 404, GET /api/v2/volumes/9)``."""
+        where = []
+        if self.status is not None:
+            where.append('HTTP %s' % self.status)
+        if self.k2_code and self.k2_code not in self.message:
+            where.append(self.k2_code)
+        if self.method and self.path:
+            where.append('%s %s' % (self.method, self.path))
+        if self.attempts and self.attempts > 1:
+            where.append('%d attempts' % self.attempts)
+        return '%s (%s)' % (self.message, ', '.join(where)) if where else self.message
+
+
+class K2NotFoundError(K2Error):
+    """HTTP 404: the object in the URL does not exist."""
+    hint = 'The object may have been deleted meanwhile; re-run the task.'
+
+
+class K2ConflictError(K2Error):
+    """HTTP 409, or a 400 saying the object already exists."""
+    hint = 'Another object already uses that name or the change conflicts with another writer; choose another name or re-run the task.'
+
+
+class K2AuthError(K2Error):
+    """HTTP 401: missing or wrong credentials."""
+    hint = ('Check k2_username and k2_password (or K2_USERNAME / K2_PASSWORD), or for Flex access k2_token and k2_sdp_id; '
+            'an array upgrade can also reset passwords.')
+
+
+class K2PermissionError(K2Error):
+    """HTTP 403: the user's role does not allow the request."""
+    hint = 'The K2 user lacks the role for this change: use a user with the admin role (read-only users can only gather facts).'
+
+
+class K2BusyError(K2Error):
+    """The array stayed busy (MC_ERR_BUSY..., 429, 5xx) through every retry."""
+    hint = 'The array is busy or unhealthy: wait and re-run, or raise retries, retry_max_wait or timeout.'
+
+
+class K2ConnectionError(K2Error):
+    """The array could not be reached, or the connection broke."""
+    hint = 'Check k2_host (host or host:port), that the management address is reachable from this machine, and any firewall.'
+
+
+class K2TimeoutError(K2ConnectionError):
+    """The array did not answer within the time budget."""
+    hint = 'The array did not answer in time: raise timeout, or check the array and network health.'
+
+
+class K2TLSError(K2ConnectionError):
+    """The TLS handshake failed, usually because the certificate is not trusted."""
+    hint = ('The array certificate is not trusted: set ca_path (K2_CA_PATH) to the CA bundle that signed it, '
+            'add the CA to the system trust store, or as a last resort set validate_certs to false.')
+
+
+class K2ProtocolError(K2Error):
+    """The array answered something that is not the expected JSON."""
+    hint = 'k2_host may point at something that is not a K2 REST API (a proxy, or Flex without k2_sdp_id).'
+
+
+class K2AmbiguousError(K2Error):
+    """A lookup that must match at most one object matched several."""
+    hint = 'Names should be unique on K2; rename or delete the duplicates.'
+
+
+def error_from_response(status, body, method, path, attempts=None):
+    """Build the typed ``K2Error`` for a failed HTTP response."""
+    message, k2_code = _error_message(body)
+    if not message:
+        message = 'K2 answered HTTP %s' % status
+    kwargs = dict(status=status, k2_code=k2_code, method=method, path=path, attempts=attempts)
+    if status == 401:
+        return K2AuthError(message or 'Authentication failed', **kwargs)
+    if status == 403:
+        return K2PermissionError(message, **kwargs)
+    if status == 404:
+        return K2NotFoundError(message, **kwargs)
+    if status == 409 or (status == 400 and re.search(r'already exist|duplicate|not unique|in use by', message, re.IGNORECASE)):
+        return K2ConflictError(message, **kwargs)
+    if status == 429 or status >= 500 or k2_code in RETRYABLE_K2_CODES:
+        return K2BusyError(message, **kwargs)
+    return K2Error(message, **kwargs)
+
+
+def _error_message(body):
+    """Return ``(message, k2_code)`` from an error body (``{"error_msg": ...}`` or text)."""
+    if isinstance(body, dict):
+        message = body.get('error_msg') or body.get('message') or body.get('error')
+        if message is None:
+            message = json.dumps(body, sort_keys=True) if body else ''
+    elif body is None:
+        message = ''
+    else:
+        message = str(body)
+    message = str(message).strip()
+    match = re.search(r'\bMC_ERR_[A-Z_]+\b', message)
+    return message, (match.group(0) if match else None)
+
+
+# --------------------------------------------------------------------------- redaction
+
+def redact(data, secrets=()):
+    """Return a copy of ``data`` with secret-looking keys and the given secret strings masked."""
+    if isinstance(data, dict):
+        return dict((k, REDACTED if SECRET_KEY_RE.search(str(k)) and v is not None else redact(v, secrets)) for k, v in data.items())
+    if isinstance(data, (list, tuple)):
+        return [redact(v, secrets) for v in data]
+    if isinstance(data, str):
+        for secret in secrets:
+            if secret:
+                data = data.replace(secret, REDACTED)
+    return data
+
+
+# --------------------------------------------------------------------------- transport
+
+class _TLSAdapter(HTTPAdapter):
+    """HTTPAdapter whose TLS context trusts the system store, or only ``ca_path`` when given.
+
+    requests alone trusts only its certifi bundle; arrays are usually signed by
+    an in-house CA that administrators add to the operating system's store.
+    """
+
+    def __init__(self, ca_path=None, **kwargs):
+        if ca_path and os.path.isdir(ca_path):
+            self._context = ssl.create_default_context(capath=ca_path)
+        elif ca_path:
+            self._context = ssl.create_default_context(cafile=ca_path)
+        else:
+            self._context = ssl.create_default_context()
+        super(_TLSAdapter, self).__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs['ssl_context'] = self._context
+        return super(_TLSAdapter, self).init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, *args, **kwargs):
+        kwargs['ssl_context'] = self._context
+        return super(_TLSAdapter, self).proxy_manager_for(*args, **kwargs)
+
+
+class _Attempt(object):
+    """Outcome of one HTTP attempt: a response, or an exception and whether the request may have been applied."""
+
+    def __init__(self, response=None, error=None, maybe_sent=False):
+        self.response = response
+        self.error = error
+        self.maybe_sent = maybe_sent
+
+
+def split_host(k2_host):
+    """Validate ``host`` / ``host:port`` / ``[v6]:port`` and return the ``https://`` base URL."""
+    value = (k2_host or '').strip()
+    if not value:
+        raise ValueError("k2_host is empty: set k2_host (or K2_HOST) to the array's management address, e.g. k2.example.com or 10.0.0.5:443.")
+    if '://' in value or '/' in value:
+        raise ValueError("k2_host %r must be a host name or address with an optional port, without https:// or a path, "
+                         "e.g. k2.example.com or 10.0.0.5:8443." % k2_host)
+    match = re.match(r'^(\[[0-9a-fA-F:.]+\]|[^:\[\]\s]+)(?::([0-9]{1,5}))?$', value)
+    if not match and value.count(':') > 1:
+        # A bare IPv6 address without brackets has no port.
+        return 'https://[%s]' % value
+    if not match or (match.group(2) and not 0 < int(match.group(2)) < 65536):
+        raise ValueError("k2_host %r is not host or host:port (port 1-65535); IPv6 addresses with a port go in brackets: [fd00::5]:443." % k2_host)
+    return 'https://%s' % value
+
+
+class K2Client(object):
+    """A session with one K2 array.
+
+    Constructor arguments mirror the collection's connection options:
+    ``host`` (``host`` or ``host:port``), ``username``/``password`` (basic
+    auth) or ``token``/``sdp_id`` (bearer through Flex, prefix
+    ``/rest/sdps/<sdp_id>/api/v2``), ``validate_certs``, ``ca_path``,
+    ``timeout`` (seconds for one API call, retries included), ``retries``,
+    ``retry_max_wait`` (cap of one back-off sleep), ``trace_file``.
+
+    ``sleep``, ``clock`` and ``rand`` are injectable for tests.
+    Counters: ``request_count`` (HTTP requests sent) and ``requests_by_method``.
+    """
+
+    def __init__(self, host, username=None, password=None, token=None, sdp_id=None,
+                 validate_certs=True, ca_path=None, timeout=DEFAULT_TIMEOUT, retries=DEFAULT_RETRIES,
+                 retry_max_wait=DEFAULT_RETRY_MAX_WAIT, trace_file=None,
+                 sleep=time.sleep, clock=time.monotonic, rand=random.random, backoff_base=BACKOFF_BASE):
+        if not HAS_REQUESTS:
+            raise K2Error('The Python library requests is required by the K2 client.', hint='Install it: pip install requests')
+        self.base_url = split_host(host)
+        if token or sdp_id:
+            if not token or sdp_id in (None, ''):
+                raise ValueError('k2_token and k2_sdp_id go together: Flex bearer access needs both.')
+            if username or password:
+                raise ValueError('Use either k2_username/k2_password or k2_token/k2_sdp_id, not both.')
+            self.prefix = '/rest/sdps/%s%s' % (sdp_id, API_PREFIX)
+        else:
+            if not (username and password):
+                raise ValueError('K2 credentials are missing: set k2_username and k2_password (K2_USERNAME, K2_PASSWORD), '
+                                 'or k2_token and k2_sdp_id for Flex.')
+            self.prefix = API_PREFIX
+        self.timeout = float(timeout)
+        if self.timeout <= 0:
+            raise ValueError('timeout must be a positive number of seconds.')
+        self.retries = max(0, int(retries))
+        self.retry_max_wait = max(0.0, float(retry_max_wait))
+        self.trace_file = trace_file
+        self._sleep = sleep
+        self._clock = clock
+        self._rand = rand
+        self._backoff_base = backoff_base
+        self._secrets = tuple(s for s in (password, token) if s)
+        self._resources = None
+        self.request_count = 0
+        self.requests_by_method = {}
+
+        self.session = requests.Session()
+        if token:
+            self.session.headers['Authorization'] = 'Bearer %s' % token
+        else:
+            self.session.auth = (username, password)
+        self.session.headers['Content-Type'] = 'application/json'
+        self.session.headers['Accept'] = 'application/json'
+        # Passed on every request: requests would otherwise let REQUESTS_CA_BUNDLE re-enable
+        # verification that validate_certs=false turned off.
+        self._verify = (ca_path if ca_path else True) if validate_certs else False
+        if validate_certs:
+            self.session.mount('https://', _TLSAdapter(ca_path=ca_path))
+        else:
+            try:
+                import urllib3
+                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            except (ImportError, AttributeError):  # pragma: no cover
+                pass
+
+    # ------------------------------------------------------------- counters
+
+    def counters(self):
+        """``{"total": n, "GET": n, ...}``: the requests this client has sent (retries included)."""
+        result = {'total': self.request_count}
+        result.update(self.requests_by_method)
+        return result
+
+    def close(self):
+        self.session.close()
+
+    # ------------------------------------------------------------- low level
+
+    def url_for(self, resource, obj_id=None, suffix=None):
+        """Path (with API prefix) of a resource, an object, or a special suffix such as ``__bulk``."""
+        if self._resources and resource in self._resources:
+            path = self._resources[resource]
+        else:
+            path = '/' + resource.strip('/')
+        if obj_id is not None:
+            path += '/%d' % int(obj_id)
+        if suffix:
+            path += '/' + suffix
+        return self.prefix + path
+
+    def discover(self):
+        """Fetch ``GET /api/v2`` once and cache ``{resource name: url}``."""
+        if self._resources is None:
+            data = self.request('GET', self.prefix) or {}
+            resources = data.get('resources') if isinstance(data, dict) else None
+            if not isinstance(resources, dict):
+                raise K2ProtocolError('The discovery document has no resources', method='GET', path=self.prefix)
+            self._resources = dict((name, info.get('url') if isinstance(info, dict) else info) for name, info in resources.items())
+        return dict(self._resources)
+
+    def _backoff(self, attempt):
+        wait = min(self.retry_max_wait, self._backoff_base * (2 ** attempt))
+        return wait * (0.5 + 0.5 * self._rand())
+
+    def _send_once(self, method, path, params, body, remaining):
+        self.request_count += 1
+        self.requests_by_method[method] = self.requests_by_method.get(method, 0) + 1
+        kwargs = {'params': params, 'timeout': (min(CONNECT_TIMEOUT, remaining), remaining), 'verify': self._verify}
+        if body is not None:
+            kwargs['data'] = json.dumps(body)
+        started = self._clock()
+        try:
+            response = self.session.request(method, self.base_url + path, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            self._trace(method, path, params, body, error=exc, started=started)
+            return _Attempt(error=K2TLSError('TLS verification failed for %s: %s' % (self.base_url, _short(exc)),
+                                             method=method, path=path))
+        except requests.exceptions.ConnectTimeout as exc:
+            self._trace(method, path, params, body, error=exc, started=started)
+            return _Attempt(error=K2TimeoutError('Timed out connecting to %s' % self.base_url, method=method, path=path))
+        except requests.exceptions.ReadTimeout as exc:
+            self._trace(method, path, params, body, error=exc, started=started)
+            return _Attempt(error=K2TimeoutError('No answer from %s within the time budget' % self.base_url, method=method, path=path),
+                            maybe_sent=True)
+        except requests.exceptions.ConnectionError as exc:
+            self._trace(method, path, params, body, error=exc, started=started)
+            # A refused or unresolvable connection sent nothing; anything else may have delivered the request.
+            text = str(exc)
+            maybe_sent = not re.search(r'NewConnectionError|NameResolutionError|Connection refused|Failed to resolve|Name or service', text)
+            return _Attempt(error=K2ConnectionError('Cannot talk to %s: %s' % (self.base_url, _short(exc)), method=method, path=path),
+                            maybe_sent=maybe_sent)
+        except requests.exceptions.RequestException as exc:
+            self._trace(method, path, params, body, error=exc, started=started)
+            return _Attempt(error=K2ConnectionError('Request to %s failed: %s' % (self.base_url, _short(exc)), method=method, path=path))
+        self._trace(method, path, params, body, response=response, started=started)
+        return _Attempt(response=response)
+
+    def _decode(self, response, method, path):
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            if response.ok:
+                raise K2ProtocolError('Expected JSON from %s but got %r' % (path, response.text[:200]),
+                                      status=response.status_code, method=method, path=path)
+            return response.text
+
+    def request(self, method, path, params=None, body=None, reconcile=None):
+        """Send one API call with retries and return the decoded JSON (``None`` for an empty body).
+
+        ``path`` includes the API prefix (see ``url_for``). ``reconcile`` is
+        used when a write may have been applied although its answer was lost:
+        it is called with the body sent and returns ``(True, result)`` when the
+        effect is visible on the array (the call then returns ``result``), or
+        ``(False, new_body)`` to resend ``new_body`` (``None`` to resend the same).
+        Without ``reconcile``, a POST whose outcome is unknown raises
+        ``K2ConnectionError`` instead of being repeated; PATCH and DELETE are
+        repeated (a repeated DELETE that meets 404 counts as done).
+        """
+        method = method.upper()
+        deadline = self._clock() + self.timeout
+        attempt = 0
+        uncertain = False
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise K2TimeoutError('Gave up after %.0f s' % self.timeout, method=method, path=path, attempts=attempt)
+            result = self._send_once(method, path, params, body, remaining)
+            attempt += 1
+            error = result.error
+            retryable = False
+            if result.response is not None:
+                response = result.response
+                status = response.status_code
+                if 200 <= status < 300:
+                    return self._decode(response, method, path)
+                if method == 'DELETE' and status == 404 and uncertain:
+                    return None
+                error = error_from_response(status, self._decode(response, method, path), method, path, attempts=attempt)
+                retryable = status == 429 or status >= 500 or error.k2_code in RETRYABLE_K2_CODES
+                maybe_applied = status in AMBIGUOUS_STATUSES
+            else:
+                retryable = True
+                maybe_applied = result.maybe_sent
+                if isinstance(error, K2TLSError):
+                    retryable = False
+            if not retryable:
+                raise error
+            if maybe_applied and method != 'GET':
+                uncertain = True
+                if method == 'POST':
+                    if reconcile is None:
+                        raise K2ConnectionError(
+                            'The array may or may not have applied this request; its answer was lost: %s' % error.message,
+                            status=error.status, method=method, path=path, attempts=attempt,
+                            hint='Check on the array whether the object exists, then re-run the task (it is idempotent).')
+                    done, value = reconcile(body)
+                    if done:
+                        return value
+                    if value is not None:
+                        body = value
+            if attempt > self.retries:
+                error.attempts = attempt
+                error.args = (error.describe(),)
+                raise error
+            wait = self._backoff(attempt - 1)
+            if self._clock() + wait >= deadline:
+                error.attempts = attempt
+                error.message = '%s; gave up after %d attempts within timeout=%ss' % (error.message, attempt, _num(self.timeout))
+                error.args = (error.describe(),)
+                raise error
+            self._sleep(wait)
+
+    # ------------------------------------------------------------- trace
+
+    def _trace(self, method, path, params, body, response=None, error=None, started=None):
+        if not self.trace_file:
+            return
+        entry = {
+            'time': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+            'method': method,
+            'url': self.base_url + path,
+            'params': redact(params, self._secrets),
+            'headers': redact(dict(self.session.headers), self._secrets),
+            'body': redact(body, self._secrets),
+        }
+        if started is not None:
+            entry['seconds'] = round(self._clock() - started, 3)
+        if response is not None:
+            entry['status'] = response.status_code
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = response.text[:2000]
+            entry['response'] = redact(answer, self._secrets)
+        if error is not None:
+            entry['error'] = redact(_short(error), self._secrets)
+        line = json.dumps(entry, sort_keys=True, default=str)
+        # 0600: a trace holds object names and addresses even with secrets removed.
+        fd = os.open(self.trace_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, 'a') as handle:
+            handle.write(line + '\n')
+
+    # ------------------------------------------------------------- queries
+
+    def build_query(self, filters=None):
+        """Turn filters into K2 query parameters.
+
+        * ``{"name": "v1"}`` -> ``name=v1`` (equality); ``True``/``False`` -> ``True``/``False``;
+        * a modifier passes through: ``{"name__contains": "db"}``, ``{"id__gt": 5}``;
+        * a ref field (see ``REF_FIELDS``) given as an id, an object or a ref ->
+          ``volume_group.ref=/volume_groups/3``;
+        * a list, tuple or set -> ``name__in=a,b`` or ``volume_group.ref__in=/volume_groups/3,/volume_groups/4``;
+        * ``None`` values are skipped.
+
+        Returns ``None`` when a list filter is empty: nothing can match.
+        """
+        params = []
+        for key, value in (filters or {}).items():
+            if value is None:
+                continue
+            field, _sep, modifier = key.partition('__')
+            base_field = field[:-4] if field.endswith('.ref') else field
+            is_ref = field.endswith('.ref') or _looks_like_ref(value) or (base_field in REF_FIELDS and not _is_scalar_text(value))
+            if isinstance(value, (list, tuple, set, frozenset)):
+                values = sorted(value, key=str) if isinstance(value, (set, frozenset)) else list(value)
+                if not values:
+                    return None
+                if is_ref or any(_looks_like_ref(v) for v in values):
+                    text = ','.join(ref_path(v, REF_FIELDS.get(base_field)) for v in values)
+                    name = base_field + '.ref'
+                else:
+                    text = ','.join(_query_text(v) for v in values)
+                    name = field
+                params.append((name + '__' + (modifier or 'in'), text))
+            elif is_ref:
+                name = base_field + '.ref' + ('__' + modifier if modifier else '')
+                params.append((name, ref_path(value, REF_FIELDS.get(base_field))))
+            else:
+                params.append((key, _query_text(value)))
+        return params
+
+    def iter_search(self, resource, filters=None, fields=None, sort='id', page_size=PAGE_SIZE):
+        """Yield every matching object, page by page, sorted by ``sort`` (``-field`` for descending).
+
+        Paging continues until a short page, so objects created meanwhile are
+        not cut off; with ``sort='id'`` the order is stable.
+        """
+        base = self.build_query(filters)
+        if base is None:
+            return
+        base = list(base)
+        if fields:
+            base.append(('__fields', ','.join(_with_id(fields))))
+        if sort:
+            if sort.startswith('-'):
+                base += [('__sort', sort[1:]), ('__sort_order', 'desc')]
+            else:
+                base.append(('__sort', sort))
+        offset = 0
+        path = self.url_for(resource)
+        while True:
+            page = self.request('GET', path, params=base + [('__limit', str(page_size)), ('__offset', str(offset))])
+            hits = _hits(page, 'GET', path)
+            for hit in hits:
+                yield hit
+            offset += len(hits)
+            total = page.get('total')
+            # Trust ``total`` over the page length: the array may cap pages below page_size.
+            if not hits or (offset >= total if isinstance(total, int) else len(hits) < page_size):
+                return
+
+    def search(self, resource, filters=None, fields=None, sort='id', page_size=PAGE_SIZE):
+        """Return the list of every matching object (see ``iter_search``); never truncated."""
+        return list(self.iter_search(resource, filters, fields=fields, sort=sort, page_size=page_size))
+
+    def count(self, resource, filters=None):
+        """Number of matching objects, in one request (``__limit=0``)."""
+        params = self.build_query(filters)
+        if params is None:
+            return 0
+        path = self.url_for(resource)
+        page = self.request('GET', path, params=list(params) + [('__limit', '0')])
+        _hits(page, 'GET', path)
+        return int(page.get('total', 0))
+
+    def find_one(self, resource, filters, fields=None, what=None):
+        """The single object matching ``filters``, or ``None``; ``K2AmbiguousError`` if several match. One request."""
+        params = self.build_query(filters)
+        if params is None:
+            return None
+        params = list(params)
+        if fields:
+            params.append(('__fields', ','.join(_with_id(fields))))
+        path = self.url_for(resource)
+        page = self.request('GET', path, params=params + [('__limit', '2')])
+        hits = _hits(page, 'GET', path)
+        total = page.get('total', len(hits))
+        if not hits:
+            return None
+        if len(hits) > 1 or (isinstance(total, int) and total > 1):
+            raise K2AmbiguousError('%s matches %s objects in %s' % (what or _describe_filters(filters), total, resource),
+                                   method='GET', path=path)
+        return hits[0]
+
+    def get_by_name(self, resource, name, name_field='name', fields=None):
+        """The object whose ``name_field`` equals ``name`` (exact), or ``None``. One request."""
+        return self.find_one(resource, {name_field: name}, fields=fields, what="%s '%s'" % (name_field, name))
+
+    def get(self, resource, obj_id, fields=None):
+        """The object with this id (``K2NotFoundError`` when absent)."""
+        params = [('__fields', ','.join(_with_id(fields)))] if fields else None
+        return self.request('GET', self.url_for(resource, obj_id), params=params)
+
+    # ------------------------------------------------------------- writes
+
+    def create(self, resource, body, unique=None):
+        """POST a new object and return it as K2 answers it.
+
+        ``unique``: filters that identify the object (``{"name": body["name"]}``
+        by default when the body has a name, ``False`` to disable). They are
+        used only when the answer to the POST is lost, to re-read instead of
+        creating a duplicate.
+        """
+        if unique is None and isinstance(body, dict) and body.get('name'):
+            unique = {'name': body['name']}
+        elif unique is None and isinstance(body, dict) and body.get('short_name') and body.get('source'):
+            unique = {'short_name': body['short_name'], 'source': body['source']}
+        path = self.url_for(resource)
+        reconcile = None
+        if unique:
+            def reconcile(_sent):
+                found = self.find_one(resource, unique)
+                return (True, found) if found is not None else (False, None)
+        return self.request('POST', path, body=_jsonable(body), reconcile=reconcile)
+
+    def update(self, resource, obj_id, changes):
+        """PATCH only ``changes`` onto the object and return the updated object."""
+        return self.request('PATCH', self.url_for(resource, obj_id), body=_jsonable(changes))
+
+    def delete(self, resource, obj_id):
+        """DELETE the object. A retried DELETE that finds it already gone succeeds."""
+        self.request('DELETE', self.url_for(resource, obj_id))
+
+    def bulk_create(self, resource, items, unique_field='name', chunk_size=BULK_CHUNK_SIZE):
+        """Create many objects with ``POST /<resource>/__bulk``, ``chunk_size`` per request; return the created objects.
+
+        When a chunk's answer is lost, the objects of that chunk that now exist
+        (found by ``unique_field``) are kept and only the missing ones are resent.
+        """
+        created = []
+        path = self.url_for(resource, suffix='__bulk')
+        for chunk in _chunks([_jsonable(i) for i in items], chunk_size):
+            found_before = []
+
+            def reconcile(sent, found_before=found_before):
+                names = [item.get(unique_field) for item in sent]
+                if not unique_field or any(n is None for n in names):
+                    return False, None
+                existing = self.search(resource, {unique_field: names})
+                found_names = set(obj.get(unique_field) for obj in existing)
+                found_before.extend(existing)
+                missing = [item for item in sent if item.get(unique_field) not in found_names]
+                if not missing:
+                    return True, {'hits': [], 'total': 0}
+                return False, missing
+
+            answer = self.request('POST', path, body=chunk, reconcile=reconcile if unique_field else None)
+            created.extend(found_before)
+            if answer is not None:
+                created.extend(_hits(answer, 'POST', path))
+        return created
+
+    def bulk_update(self, resource, changes, chunk_size=BULK_CHUNK_SIZE):
+        """PATCH many objects with ``PATCH /<resource>/__bulk``; each item holds ``id`` and the changed fields."""
+        updated = []
+        path = self.url_for(resource, suffix='__bulk')
+        for chunk in _chunks([_jsonable(c) for c in changes], chunk_size):
+            if any('id' not in item for item in chunk):
+                raise ValueError('bulk_update items need an id')
+            answer = self.request('PATCH', path, body=chunk)
+            if answer is not None:
+                updated.extend(_hits(answer, 'PATCH', path))
+        return updated
+
+    def bulk_delete(self, resource, ids, chunk_size=BULK_CHUNK_SIZE):
+        """Delete many objects with ``DELETE /<resource>/__bulk`` (body ``[{"id": n}, ...]``)."""
+        path = self.url_for(resource, suffix='__bulk')
+        for chunk in _chunks([{'id': int(i)} for i in ids], chunk_size):
+            self.request('DELETE', path, body=chunk)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _short(exc):
+    """The useful part of a requests/urllib3 error: ``[Errno 111] Connection refused`` rather than the pool dump."""
+    text = str(exc)
+    for pattern in (r'\[Errno -?[0-9]+\] [^\'")]+', r"RemoteDisconnected\('([^']+)'", r'\[SSL: [A-Z_]+\] [^(\'")]+', r'(Read timed out)'):
+        match = re.search(pattern, text)
+        if match:
+            return (match.group(1) if match.groups() else match.group(0)).strip()
+    return text if len(text) <= 300 else text[:297] + '...'
+
+
+def _num(value):
+    return ('%f' % value).rstrip('0').rstrip('.')
+
+
+def _is_scalar_text(value):
+    return isinstance(value, str) and not _REF_RE.match(value) and not value.isdigit()
+
+
+def _looks_like_ref(value):
+    return (isinstance(value, dict) and 'ref' in value) or (isinstance(value, str) and bool(_REF_RE.match(value)))
+
+
+def _query_text(value):
+    if isinstance(value, bool):
+        return 'True' if value else 'False'
+    return str(value)
+
+
+def _with_id(fields):
+    fields = [fields] if isinstance(fields, str) else list(fields)
+    return fields if 'id' in fields else ['id'] + fields
+
+
+def _describe_filters(filters):
+    return ', '.join('%s=%s' % (k, v) for k, v in (filters or {}).items())
+
+
+def _hits(page, method, path):
+    if not isinstance(page, dict) or not isinstance(page.get('hits'), list):
+        raise K2ProtocolError('Expected a result set with hits from %s' % path, method=method, path=path)
+    return page['hits']
+
+
+def _chunks(items, size):
+    size = max(1, int(size))
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _jsonable(value):
+    """Copy of a body where ref-valued fields given as ids or objects become ``{"ref": ...}``."""
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    result = {}
+    for key, item in value.items():
+        resource = REF_FIELDS.get(key)
+        if resource and item is not None and not isinstance(item, (str, bool)) and not (isinstance(item, dict) and 'ref' in item):
+            result[key] = {'ref': ref_path(item, resource)}
+        elif isinstance(item, str) and _REF_RE.match(item) and (key in REF_FIELDS or key in _OTHER_REF_KEYS):
+            result[key] = {'ref': item}
+        else:
+            result[key] = item
+    return result

@@ -1,0 +1,552 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, Kaminario K2 collection contributors
+# Simplified BSD License (see LICENSES/BSD-2-Clause.txt or https://opensource.org/licenses/BSD-2-Clause)
+# SPDX-License-Identifier: BSD-2-Clause
+
+"""The base every kaminario.k2 module stands on.
+
+A module builds on ``K2Module``::
+
+    class VolumeModule(K2Module):
+        def __init__(self):
+            super(VolumeModule, self).__init__(argument_spec=dict(name=dict(type='str', required=True), ...))
+
+        def work(self):
+            current = self.client.get_by_name('volumes', self.params['name'])
+            plan = self.plan(current, {'name': ..., 'size': self.params['size']}, state=self.params['state'],
+                             resource='volume', grow_only=('size',))
+            volume = self.apply(plan, create=lambda body: self.client.create('volumes', body),
+                                update=lambda cur, changes: self.client.update('volumes', cur['id'], changes),
+                                delete=lambda cur: self.client.delete('volumes', cur['id']))
+            return {'volume': volume}
+
+    def main():
+        VolumeModule().run()
+
+What the base does, once for every module:
+
+* the connection options of the ``kaminario.k2.k2`` doc fragment, with their
+  environment fallbacks and the rule "k2_username + k2_password, or k2_token +
+  k2_sdp_id";
+* the ``K2Client``, created on first use;
+* ``plan()``: create / update / rename / delete / nothing, the changed
+  attributes, ``diff`` and the ``actions`` list;
+* ``apply()``: the only place that writes, skipped in check mode;
+* ``rollback()``: undo steps run in reverse when a later step fails;
+* ``run()``: K2 and validation errors become ``fail_json`` with a sentence, a
+  hint, ``k2_error_code`` and ``http_status``, never a traceback; the result
+  carries ``changed``, ``actions``, ``diff`` and ``k2_requests`` (requests sent).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import copy
+import json
+from collections import Counter
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import (
+    HAS_REQUESTS, REQUESTS_IMPORT_ERROR, DEFAULT_RETRIES, DEFAULT_RETRY_MAX_WAIT, DEFAULT_TIMEOUT,
+    K2Client, K2Error, ref_path,
+)
+from ansible_collections.kaminario.k2.plugins.module_utils.k2_naming import K2NamingError
+from ansible_collections.kaminario.k2.plugins.module_utils.k2_sizes import K2SizeError, size_to_kib, format_kib
+
+CONNECTION_OPTIONS = ('k2_host', 'k2_username', 'k2_password', 'k2_token', 'k2_sdp_id', 'validate_certs',
+                      'ca_path', 'timeout', 'retries', 'retry_max_wait', 'trace_file')
+
+
+def k2_argument_spec():
+    """The connection options, exactly as ``plugins/doc_fragments/k2.py`` documents them."""
+    return dict(
+        k2_host=dict(type='str', required=True, fallback=(env_fallback, ['K2_HOST'])),
+        k2_username=dict(type='str', fallback=(env_fallback, ['K2_USERNAME'])),
+        k2_password=dict(type='str', no_log=True, fallback=(env_fallback, ['K2_PASSWORD'])),
+        k2_token=dict(type='str', no_log=True, fallback=(env_fallback, ['K2_TOKEN'])),
+        k2_sdp_id=dict(type='str', fallback=(env_fallback, ['K2_SDP_ID'])),
+        validate_certs=dict(type='bool', default=True, fallback=(env_fallback, ['K2_VALIDATE_CERTS'])),
+        ca_path=dict(type='path', fallback=(env_fallback, ['K2_CA_PATH'])),
+        timeout=dict(type='int', default=DEFAULT_TIMEOUT),
+        retries=dict(type='int', default=DEFAULT_RETRIES),
+        retry_max_wait=dict(type='int', default=DEFAULT_RETRY_MAX_WAIT),
+        trace_file=dict(type='path', fallback=(env_fallback, ['K2_TRACE_FILE'])),
+    )
+
+
+K2_REQUIRED_TOGETHER = [('k2_username', 'k2_password'), ('k2_token', 'k2_sdp_id')]
+K2_MUTUALLY_EXCLUSIVE = [('k2_username', 'k2_token'), ('k2_password', 'k2_token'),
+                         ('k2_username', 'k2_sdp_id'), ('k2_password', 'k2_sdp_id')]
+K2_REQUIRED_ONE_OF = [('k2_username', 'k2_token')]
+
+
+class K2PlanError(Exception):
+    """A wanted state that cannot be reached without a forbidden change (shrink, immutable field...)."""
+
+    def __init__(self, message, hint=None):
+        self.message = message
+        self.hint = hint
+        super(K2PlanError, self).__init__(message if not hint else '%s %s' % (message, hint))
+
+
+# --------------------------------------------------------------------------- plan
+
+class Plan(object):
+    """What one object needs: ``action`` is ``'create'``, ``'update'``, ``'delete'`` or ``None`` (nothing).
+
+    ``changes`` holds the attributes to PATCH (``name`` included for a
+    rename), ``body`` the attributes to POST on create, ``rename`` the pair
+    ``(old, new)`` or ``None``. ``before``/``after`` are the diff views and
+    ``actions`` the plan entries reported to the user. Sizes are in KiB.
+    """
+
+    def __init__(self, resource, name, state, action, current, body, changes, rename, before, after, sizes=()):
+        self.resource = resource
+        self.name = name
+        self.state = state
+        self.action = action
+        self.current = current
+        self.body = body
+        self.changes = changes
+        self.rename = rename
+        self.before = before
+        self.after = after
+        self.sizes = tuple(sizes)
+
+    @property
+    def changed(self):
+        return self.action is not None
+
+    @property
+    def label(self):
+        return "%s '%s'" % (self.resource, self.name)
+
+    @property
+    def actions(self):
+        """Plan entries, e.g. ``{"action": "update", "resource": "volume", "name": "v1", "changes": {"size": {"before": 1, "after": 2}}}``."""
+        if self.action is None:
+            return []
+        if self.action == 'create':
+            return [dict(action='create', resource=self.resource, name=self.name, attributes=self.body)]
+        if self.action == 'delete':
+            return [dict(action='delete', resource=self.resource, name=self.name)]
+        entries = []
+        if self.rename:
+            entries.append(dict(action='rename', resource=self.resource, name=self.rename[0], new_name=self.rename[1]))
+        others = dict((k, {'before': self.current.get(k), 'after': v}) for k, v in self.changes.items() if not self.rename or k != 'name')
+        if others:
+            entries.append(dict(action='update', resource=self.resource, name=self.rename[1] if self.rename else self.name, changes=others))
+        return entries
+
+    def predicted(self):
+        """The object as it will be after the change (used as the result in check mode)."""
+        if self.action == 'delete':
+            return None
+        if self.action == 'create':
+            return copy.deepcopy(self.body)
+        result = copy.deepcopy(self.current) if self.current is not None else None
+        if result is not None and self.changes:
+            result.update(copy.deepcopy(self.changes))
+        return result
+
+
+def _canonical(value):
+    """Hashable form for multiset comparison: refs as paths, dicts as sorted items, lists as sorted counts."""
+    if isinstance(value, dict):
+        if 'ref' in value:
+            return ['ref', ref_path(value)]
+        return ['dict', sorted([k, _canonical(v)] for k, v in value.items())]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        counts = Counter(json.dumps(_canonical(v), sort_keys=True, default=str) for v in value)
+        return ['multiset', sorted(counts.items())]
+    return value
+
+
+def _is_ref(value):
+    return isinstance(value, dict) and 'ref' in value
+
+
+def _scalar_equal(current, desired):
+    """Scalars, tolerating K2's loose typing: ``"True"`` equals True and ``"10"`` equals 10, but two strings compare exactly."""
+    if isinstance(current, str) and isinstance(desired, str):
+        return current == desired
+    if isinstance(current, str):
+        current, desired = desired, current
+    if isinstance(desired, str):
+        text = desired.strip()
+        if isinstance(current, bool):
+            return text.lower() == ('true' if current else 'false')
+        if isinstance(current, (int, float)):
+            try:
+                return float(text) == float(current)
+            except ValueError:
+                return False
+        return False
+    if isinstance(current, bool) or isinstance(desired, bool):
+        return isinstance(current, bool) and isinstance(desired, bool) and current == desired
+    return current == desired
+
+
+def values_equal(current, desired):
+    """True when ``current`` (from K2) already satisfies ``desired`` (from the user).
+
+    Dicts compare only the keys ``desired`` sets; lists compare as multisets
+    (order ignored, duplicates counted); refs compare by path, whether given
+    as ``{"ref": ...}`` or as a path string; K2's loose typing (``"True"``,
+    ``"10"``) is tolerated for booleans and numbers.
+    """
+    if _is_ref(desired) or _is_ref(current):
+        try:
+            return ref_path(current) == ref_path(desired)
+        except ValueError:
+            return False
+    if isinstance(desired, dict):
+        if not isinstance(current, dict):
+            return False
+        return all(values_equal(current.get(k), v) for k, v in desired.items() if v is not None)
+    if isinstance(desired, (list, tuple, set, frozenset)):
+        if not isinstance(current, (list, tuple, set, frozenset)):
+            return False
+        return _canonical(list(current)) == _canonical(list(desired))
+    return _scalar_equal(current, desired)
+
+
+def compute_plan(current, desired, state='present', resource='object', name_key='name', sizes=('size',),
+                 immutable=None, grow_only=(), create_only=(), ignore=()):
+    """Decide what to do for one object. Pure: no I/O, no module.
+
+    ``current``: the object from K2, or ``None`` when it does not exist.
+    ``desired``: the attributes the user wants; ``None`` values mean "not set"
+    and are never compared. A ``desired[name_key]`` that differs from
+    ``current[name_key]`` is a rename.
+    ``state``: ``'present'`` or ``'absent'``.
+    ``sizes``: keys holding user sizes (bytes or ``"10GiB"``), converted to KiB.
+    ``immutable``: keys that cannot change on an existing object; a list, or
+    a dict ``{key: hint}``; a difference raises ``K2PlanError``.
+    ``grow_only``: numeric keys that may only grow (a smaller value raises).
+    ``create_only``: keys sent on create but never compared afterwards.
+    ``ignore``: keys never sent nor compared (module-internal options).
+    """
+    if state not in ('present', 'absent'):
+        raise ValueError("compute_plan handles state present or absent, not %r" % (state,))
+    immutable = dict((k, None) for k in immutable) if isinstance(immutable, (list, tuple, set)) else dict(immutable or {})
+    wanted = {}
+    for key, value in (desired or {}).items():
+        if value is None or key in ignore:
+            continue
+        wanted[key] = size_to_kib(value, key) if key in sizes else value
+    name = wanted.get(name_key) if current is None else current.get(name_key, wanted.get(name_key))
+
+    if state == 'absent':
+        if current is None:
+            return Plan(resource, wanted.get(name_key), state, None, None, None, {}, None, {}, {}, sizes)
+        return Plan(resource, name, state, 'delete', current, None, {}, None, _project(current, wanted, name_key), {}, sizes)
+
+    if current is None:
+        return Plan(resource, wanted.get(name_key), state, 'create', None, wanted, {}, None, {}, dict(wanted), sizes)
+
+    changes = {}
+    for key, value in wanted.items():
+        if key in create_only or values_equal(current.get(key), value):
+            continue
+        if key in immutable:
+            shown = format_kib if key in sizes else _show
+            raise K2PlanError("Cannot change %s of %s '%s' from %s to %s: it is fixed once the %s exists."
+                              % (key, resource, name, shown(current.get(key)), shown(value), resource),
+                              immutable[key] or 'Keep the current value, or create a new %s.' % resource)
+        if key in grow_only and _as_number(current.get(key)) is not None and _as_number(value) < _as_number(current.get(key)):
+            shown = format_kib if key in sizes else _show
+            raise K2PlanError("Cannot shrink %s '%s': %s is %s and the task asks for %s."
+                              % (resource, name, key, shown(current.get(key)), shown(value)),
+                              'K2 only grows %s; give a value at least as large, or create a new %s and copy the data.' % (key, resource))
+        changes[key] = value
+    rename = None
+    if name_key in changes:
+        rename = (current.get(name_key), changes[name_key])
+    before = _project(current, wanted, name_key)
+    after = dict(before)
+    after.update(changes)
+    for key in create_only:
+        after.pop(key, None)
+        before.pop(key, None)
+    return Plan(resource, name, state, 'update' if changes else None, current, None, changes, rename, before, after, sizes)
+
+
+def _project(current, wanted, name_key):
+    keys = [name_key] + [k for k in wanted if k != name_key]
+    return dict((k, copy.deepcopy(current.get(k))) for k in keys if k in current or k in wanted)
+
+
+def _as_number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _show(value):
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+# --------------------------------------------------------------------------- rollback
+
+class Rollback(object):
+    """A stack of undo steps, run in reverse order if the ``with`` block fails.
+
+    ::
+
+        with self.rollback() as undo:
+            group = self.client.create('volume_groups', {...})
+            undo.push("delete volume group '%s'" % group['name'], self.client.delete, 'volume_groups', group['id'])
+            self.client.create('volumes', {...})        # if this fails, the group is deleted again
+
+    On failure every undo step runs (a failing step does not stop the
+    others), the outcome is recorded in ``report`` and attached to the
+    exception as ``rollback_report``, and the exception propagates.
+    """
+
+    def __init__(self):
+        self._steps = []
+        self.report = []
+
+    def push(self, description, func, *args, **kwargs):
+        self._steps.append((description, func, args, kwargs))
+
+    def run(self):
+        """Run and clear the undo steps, newest first; return ``[(description, None or error text)]``."""
+        while self._steps:
+            description, func, args, kwargs = self._steps.pop()
+            try:
+                func(*args, **kwargs)
+                self.report.append((description, None))
+            except Exception as exc:  # pylint: disable=broad-except
+                # An undo step failing must not hide the original error nor skip the remaining steps.
+                self.report.append((description, str(exc)))
+        return self.report
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is not None:
+            self.run()
+            try:
+                exc.rollback_report = list(self.report)
+            except AttributeError:  # pragma: no cover - exceptions without a __dict__
+                pass
+        self._steps = []
+        return False
+
+
+def describe_rollback(report):
+    """Sentence for ``msg``: what was undone, and what could not be undone (left for the user to clean up)."""
+    if not report:
+        return ''
+    done = [d for d, err in report if err is None]
+    failed = ['%s (%s)' % (d, err) for d, err in report if err is not None]
+    parts = []
+    if done:
+        parts.append('Rolled back: %s.' % '; '.join(done))
+    if failed:
+        parts.append('Could NOT roll back, clean up by hand: %s.' % '; '.join(failed))
+    return ' '.join(parts)
+
+
+# --------------------------------------------------------------------------- module
+
+class K2Module(object):
+    """AnsibleModule plus K2 client, planning, single write gate and error handling.
+
+    Subclasses pass their own ``argument_spec`` (merged with the connection
+    options) and the usual AnsibleModule constraints, then implement
+    ``work()`` returning a dict of extra results, and call ``run()``.
+    Attributes: ``module`` (the AnsibleModule), ``params``, ``check_mode``,
+    ``diff_mode``, ``result`` (accumulates ``changed``, ``actions``, ``diff``).
+    """
+
+    def __init__(self, argument_spec=None, supports_check_mode=True, mutually_exclusive=None, required_together=None,
+                 required_one_of=None, required_if=None, required_by=None):
+        spec = k2_argument_spec()
+        spec.update(argument_spec or {})
+        self.module = AnsibleModule(
+            argument_spec=spec,
+            supports_check_mode=supports_check_mode,
+            mutually_exclusive=K2_MUTUALLY_EXCLUSIVE + list(mutually_exclusive or []),
+            required_together=K2_REQUIRED_TOGETHER + list(required_together or []),
+            required_one_of=K2_REQUIRED_ONE_OF + list(required_one_of or []),
+            required_if=required_if,
+            required_by=required_by,
+        )
+        self.params = self.module.params
+        self.check_mode = self.module.check_mode
+        self.diff_mode = bool(getattr(self.module, '_diff', False))
+        self.result = {'changed': False, 'actions': []}
+        self._diffs = []
+        self._client = None
+        self._writes = 0
+        if not HAS_REQUESTS:
+            self.module.fail_json(msg=missing_required_lib('requests'), exception=REQUESTS_IMPORT_ERROR)
+        if not self.params['validate_certs']:
+            self.module.warn('validate_certs is false: the K2 certificate is not checked, so anyone on the network path can '
+                             'impersonate the array and read its credentials. Set ca_path to the CA that signed the array '
+                             'certificate instead.')
+
+    # ------------------------------------------------------------- client
+
+    @property
+    def client(self):
+        """The ``K2Client`` for this run, created on first use (modules that fail validation send nothing)."""
+        if self._client is None:
+            p = self.params
+            try:
+                self._client = K2Client(
+                    p['k2_host'], username=p['k2_username'], password=p['k2_password'], token=p['k2_token'],
+                    sdp_id=p['k2_sdp_id'], validate_certs=p['validate_certs'], ca_path=p['ca_path'],
+                    timeout=p['timeout'], retries=p['retries'], retry_max_wait=p['retry_max_wait'], trace_file=p['trace_file'])
+            except ValueError as exc:
+                self.fail(str(exc))
+        return self._client
+
+    def request_counters(self):
+        return self._client.counters() if self._client is not None else {'total': 0}
+
+    # ------------------------------------------------------------- plan and apply
+
+    def plan(self, current, desired, state='present', resource='object', **kwargs):
+        """``compute_plan`` (see there) with errors turned into ``fail_json``."""
+        try:
+            return compute_plan(current, desired, state=state, resource=resource, **kwargs)
+        except (K2PlanError, K2SizeError) as exc:
+            self.fail(str(exc))
+
+    def record(self, plan):
+        """Add a plan to the result (changed, actions, diff) without writing anything."""
+        if plan.changed:
+            self.result['changed'] = True
+            self.result['actions'].extend(plan.actions)
+        self._diffs.append(plan)
+
+    def writes_allowed(self):
+        """False in check mode: the one test every write goes through."""
+        return not self.check_mode
+
+    def apply(self, plan, create=None, update=None, delete=None, rename=None):
+        """Record ``plan`` and, unless in check mode, carry it out. Returns the object afterwards.
+
+        ``create(body)`` -> new object; ``update(current, changes)`` -> updated
+        object (``changes`` includes ``name`` on a rename unless ``rename`` is
+        given); ``rename(current, new_name)`` -> renamed object;
+        ``delete(current)``. A callable returning ``None`` leaves the predicted
+        object as the result. In check mode nothing is called and the
+        predicted object is returned. Errors become ``fail_json`` naming the
+        action and the object.
+        """
+        self.record(plan)
+        if not plan.changed:
+            return plan.current
+        if not self.writes_allowed():
+            return plan.predicted()
+        handler = {'create': create, 'update': update, 'delete': delete}[plan.action]
+        if handler is None and not (plan.action == 'update' and rename is not None):
+            raise ValueError('apply() needs a %s callable for %s' % (plan.action, plan.label))
+        verb = {'create': 'create', 'update': 'update', 'delete': 'delete'}[plan.action]
+        try:
+            if plan.action == 'create':
+                outcome = create(copy.deepcopy(plan.body))
+            elif plan.action == 'delete':
+                delete(plan.current)
+                outcome = None
+            else:
+                changes = dict(plan.changes)
+                outcome = plan.current
+                if plan.rename and rename is not None:
+                    verb = 'rename'
+                    outcome = rename(plan.current, changes.pop('name')) or outcome
+                if changes:
+                    verb = 'update'
+                    if update is None:
+                        raise ValueError('apply() needs an update callable for %s' % plan.label)
+                    outcome = update(outcome, changes)
+            self._writes += 1
+        except (K2Error, K2NamingError, K2SizeError, K2PlanError) as exc:
+            self.fail_error('Could not %s %s' % (verb, plan.label), exc)
+        return outcome if outcome is not None or plan.action == 'delete' else plan.predicted()
+
+    def rollback(self):
+        """A new ``Rollback`` (see there) for a multi-step change."""
+        return Rollback()
+
+    # ------------------------------------------------------------- results and errors
+
+    def _diff(self):
+        if not self._diffs:
+            return None
+        if len(self._diffs) == 1:
+            return {'before': self._diffs[0].before, 'after': self._diffs[0].after}
+        # Several objects: key each view by "<resource> <name>" so nothing is overwritten.
+        before, after = {}, {}
+        for plan in self._diffs:
+            key = '%s %s' % (plan.resource, plan.name)
+            before[key] = plan.before
+            after[key] = plan.after
+        return {'before': before, 'after': after}
+
+    def exit(self, **extra):
+        """``exit_json`` with ``changed``, ``actions``, ``diff``, ``k2_requests`` and ``extra``."""
+        result = dict(self.result)
+        result.update(extra)
+        diff = self._diff()
+        if diff is not None and 'diff' not in extra:
+            result['diff'] = diff
+        result['k2_requests'] = self.request_counters()
+        self._close()
+        self.module.exit_json(**result)
+
+    def fail(self, msg, **extra):
+        """``fail_json`` with ``msg``; keeps ``changed`` true when something was already written."""
+        result = dict(extra)
+        result.setdefault('changed', self._writes > 0)
+        result.setdefault('actions', self.result['actions'])
+        result['k2_requests'] = self.request_counters()
+        self._close()
+        self.module.fail_json(msg=msg, **result)
+
+    def fail_error(self, what, exc):
+        """Fail for an exception: ``"<what>: <error>. <hint>"`` plus ``k2_error_code``, ``http_status`` and any rollback outcome."""
+        extra = {}
+        hint = getattr(exc, 'hint', None)
+        if isinstance(exc, K2Error):
+            text = exc.describe()
+            extra['k2_error_code'] = exc.k2_code
+            extra['http_status'] = exc.status
+        elif isinstance(exc, K2PlanError):
+            text = exc.message
+        else:
+            text = str(exc)
+        msg = '%s: %s' % (what, text.rstrip('.')) + '.'
+        if hint:
+            msg += ' ' + hint
+        rollback = describe_rollback(getattr(exc, 'rollback_report', None))
+        if rollback:
+            msg += ' ' + rollback
+            extra['rollback'] = [dict(step=d, error=e) for d, e in exc.rollback_report]
+        self.fail(msg, **extra)
+
+    def _close(self):
+        if self._client is not None:
+            self._client.close()
+
+    def work(self):
+        """Override: do the module's job, return a dict of extra results."""
+        raise NotImplementedError('K2Module subclasses implement work()')
+
+    def run(self, work=None):
+        """Run ``work`` (default ``self.work``) and exit with its results; every K2 or validation error becomes ``fail_json``."""
+        try:
+            extra = (work or self.work)() or {}
+        except K2Error as exc:
+            self.fail_error('K2 request failed', exc)
+        except (K2PlanError, K2SizeError, K2NamingError) as exc:
+            self.fail_error('Invalid request', exc)
+        self.exit(**extra)
