@@ -71,6 +71,7 @@ def convert(kind, field, raw):
 
 
 def parse(params, resource, ref_rewrite=None):
+    """ref_rewrite(field, values) may normalise filter values (view mappings by volsnap, PWWN spelling)."""
     """Build a Query from a list of (key, value) query parameters."""
     q = Query()
     for key, value in params:
@@ -95,6 +96,10 @@ def parse(params, resource, ref_rewrite=None):
             else:
                 raise ApiError("MC_ERR_INVALID_QUERY", "unknown query modifier %r" % key)
             continue
+        if value == "":
+            # An empty filter value does not narrow the result, even on a field the resource lacks
+            # (clients send search("system/state", name="") to list everything).
+            continue
         field, op = key, "eq"
         if "__" in key:
             head, _, tail = key.rpartition("__")
@@ -109,9 +114,6 @@ def parse(params, resource, ref_rewrite=None):
         spec = resource.fields.get(field)
         if spec is None:
             raise ApiError("MC_ERR_INVALID_QUERY", "%s has no field %r to filter on" % (resource.name, field))
-        if value == "":
-            # An empty filter value does not narrow the result (clients send name="" to list all).
-            continue
         if op in ("in", "m_eq"):
             raws = [v for v in value.split(",")]
         else:
@@ -125,7 +127,7 @@ def parse(params, resource, ref_rewrite=None):
             values = raws
         else:
             values = [convert(spec.kind, field, r) for r in raws]
-        if spec.kind == REF and ref_rewrite is not None:
+        if ref_rewrite is not None and op in ("eq", "in", "m_eq", "neq"):
             values = ref_rewrite(field, values)
         q.filters.append(Filter(field, op, values, spec.kind))
     return q
