@@ -369,14 +369,20 @@ class K2Module(object):
                  required_one_of=None, required_if=None, required_by=None):
         spec = k2_argument_spec()
         spec.update(argument_spec or {})
+        # Optional constraints are passed only when set: validate-modules checks these
+        # keyword values against its schema and refuses None.
+        constraints = {}
+        if required_if:
+            constraints['required_if'] = required_if
+        if required_by:
+            constraints['required_by'] = required_by
         self.module = AnsibleModule(
             argument_spec=spec,
             supports_check_mode=supports_check_mode,
             mutually_exclusive=K2_MUTUALLY_EXCLUSIVE + list(mutually_exclusive or []),
             required_together=K2_REQUIRED_TOGETHER + list(required_together or []),
             required_one_of=K2_REQUIRED_ONE_OF + list(required_one_of or []),
-            required_if=required_if,
-            required_by=required_by,
+            **constraints
         )
         self.params = self.module.params
         self.check_mode = self.module.check_mode
