@@ -631,8 +631,7 @@ class K2Client(object):
         while True:
             page = self.request('GET', path, params=base + [('__limit', str(page_size)), ('__offset', str(offset))])
             hits = _hits(page, 'GET', path)
-            for hit in hits:
-                yield hit
+            yield from hits
             offset += len(hits)
             total = page.get('total')
             # Trust ``total`` over the page length: the array may cap pages below page_size.
@@ -720,25 +719,28 @@ class K2Client(object):
         created = []
         path = self.url_for(resource, suffix='__bulk')
         for chunk in _chunks([_jsonable(i) for i in items], chunk_size):
-            found_before = []
-
-            def reconcile(sent, found_before=found_before):
-                names = [item.get(unique_field) for item in sent]
-                if not unique_field or any(n is None for n in names):
-                    return False, None
-                existing = self.search(resource, {unique_field: names})
-                found_names = set(obj.get(unique_field) for obj in existing)
-                found_before.extend(existing)
-                missing = [item for item in sent if item.get(unique_field) not in found_names]
-                if not missing:
-                    return True, {'hits': [], 'total': 0}
-                return False, missing
-
-            answer = self.request('POST', path, body=chunk, reconcile=reconcile if unique_field else None)
-            created.extend(found_before)
+            already = []
+            reconcile = self._bulk_reconcile(resource, unique_field, already) if unique_field else None
+            answer = self.request('POST', path, body=chunk, reconcile=reconcile)
+            created.extend(already)
             if answer is not None:
                 created.extend(_hits(answer, 'POST', path))
         return created
+
+    def _bulk_reconcile(self, resource, unique_field, already):
+        """Reconcile for a bulk POST: keep the items that now exist (into ``already``), resend the others."""
+        def reconcile(sent):
+            names = [item.get(unique_field) for item in sent]
+            if any(n is None for n in names):
+                return False, None
+            existing = self.search(resource, {unique_field: names})
+            found = set(obj.get(unique_field) for obj in existing)
+            already.extend(existing)
+            missing = [item for item in sent if item.get(unique_field) not in found]
+            if not missing:
+                return True, {'hits': [], 'total': 0}
+            return False, missing
+        return reconcile
 
     def bulk_update(self, resource, changes, chunk_size=BULK_CHUNK_SIZE):
         """PATCH many objects with ``PATCH /<resource>/__bulk``; each item holds ``id`` and the changed fields."""

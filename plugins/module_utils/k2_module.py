@@ -44,6 +44,7 @@ __metaclass__ = type
 import copy
 import json
 from collections import Counter
+from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
@@ -479,6 +480,58 @@ class K2Module(object):
             self.fail_error('Could not %s %s' % (verb, plan.label), exc)
         return outcome if outcome is not None or plan.action == 'delete' else plan.predicted()
 
+    def apply_many(self, plans, create=None, update=None, delete=None):
+        """Bulk form of ``apply`` for modules that manage a list of objects in one task.
+
+        Records every plan, then (unless in check mode) calls each callable
+        once with all the plans of its action, in the order create, update,
+        delete (deletes last, so a failed create never follows a deletion):
+        ``create(bodies)``, ``update([(current, changes), ...])`` and
+        ``delete([current, ...])``; create and update return the objects in
+        the same order (for example from ``K2Client.bulk_create``).
+        Returns the objects after the change, aligned with ``plans``
+        (``None`` for deleted ones, predicted objects in check mode).
+        """
+        results = []
+        for plan in plans:
+            self.record(plan)
+            results.append(plan.current if not plan.changed else plan.predicted())
+        if not self.writes_allowed():
+            return results
+        steps = (('create', create, lambda p: copy.deepcopy(p.body)),
+                 ('update', update, lambda p: (p.current, dict(p.changes))),
+                 ('delete', delete, lambda p: p.current))
+        for action, func, argument in steps:
+            indexes = [i for i, plan in enumerate(plans) if plan.action == action]
+            if not indexes:
+                continue
+            if func is None:
+                raise ValueError('apply_many() needs a %s callable' % action)
+            names = ', '.join("'%s'" % plans[i].name for i in indexes[:5]) + (' and %d more' % (len(indexes) - 5) if len(indexes) > 5 else '')
+            try:
+                outcome = func([argument(plans[i]) for i in indexes])
+                self._writes += 1
+            except (K2Error, K2NamingError, K2SizeError, K2PlanError) as exc:
+                self.fail_error('Could not %s %s %s' % (action, plans[indexes[0]].resource, names), exc)
+            if action == 'delete':
+                for i in indexes:
+                    results[i] = None
+            elif outcome:
+                for i, obj in zip(indexes, outcome):
+                    results[i] = obj
+        return results
+
+    @contextmanager
+    def step(self, description):
+        """Name what a block of work does, so a K2 error inside it fails with ``"Could not <description>: ..."``.
+
+        ``with self.step("look up host 'h1'"): host = self.client.get_by_name('hosts', 'h1')``
+        """
+        try:
+            yield
+        except (K2Error, K2NamingError, K2SizeError, K2PlanError) as exc:
+            self.fail_error('Could not %s' % description, exc)
+
     def rollback(self):
         """A new ``Rollback`` (see there) for a multi-step change."""
         return Rollback()
@@ -537,6 +590,8 @@ class K2Module(object):
         if rollback:
             msg += ' ' + rollback
             extra['rollback'] = [dict(step=d, error=e) for d, e in exc.rollback_report]
+            if any(e is not None for d, e in exc.rollback_report):
+                extra['changed'] = True  # something could not be undone: the array did change
         self.fail(msg, **extra)
 
     def _close(self):

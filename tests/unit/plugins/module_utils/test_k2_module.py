@@ -62,6 +62,34 @@ def demo_main():
     DemoVolume().run()
 
 
+class DemoVolumes(K2Module):
+    """A list-of-volumes module: one paged read to plan, then one bulk request per action."""
+
+    def __init__(self):
+        super(DemoVolumes, self).__init__(argument_spec=dict(volumes=dict(type='list', elements='dict', required=True, options=dict(
+            name=dict(type='str', required=True),
+            size=dict(type='str'),
+            state=dict(type='str', default='present', choices=['present', 'absent']),
+        ))))
+
+    def work(self):
+        specs = self.params['volumes']
+        with self.step('read the volumes'):
+            existing = dict((v['name'], v) for v in self.client.search('volumes', {'name': [s['name'] for s in specs]}))
+        plans = [self.plan(existing.get(s['name']), {'name': s['name'], 'size': s['size']}, state=s['state'],
+                           resource='volume', grow_only=('size',)) for s in specs]
+        volumes = self.apply_many(
+            plans,
+            create=lambda bodies: self.client.bulk_create('volumes', [dict(b, volume_group=1) for b in bodies]),
+            update=lambda pairs: self.client.bulk_update('volumes', [dict(changes, id=cur['id']) for cur, changes in pairs]),
+            delete=lambda currents: self.client.bulk_delete('volumes', [c['id'] for c in currents]))
+        return {'volumes': volumes}
+
+
+def demo_many_main():
+    DemoVolumes().run()
+
+
 @pytest.fixture
 def conn(k2_server):
     return dict(k2_host=k2_server.host, k2_username='admin', k2_password='s3cr3t-pw', ca_path=k2_server.ca_path,
@@ -162,6 +190,46 @@ def test_rename(k2_server, conn, capsys):
     assert result['volume']['name'] == 'v2'
 
 
+# ------------------------------------------------------------------ many objects, bulk requests
+
+MANY = [dict(name='v1', size='1GiB'), dict(name='v2', size='2GiB'), dict(name='v3', size='1GiB'), dict(name='v4', state='absent')]
+MANY_QUERY = {'name__in': 'v1,v2,v3,v4', '__sort': 'id', '__limit': '100', '__offset': '0'}
+MANY_FOUND = hits([volume(1, 'v1'), volume(2, 'v2'), volume(4, 'v4')])
+
+
+def test_apply_many_uses_one_bulk_request_per_action(k2_server, conn, capsys):
+    k2_server.register(
+        ('GET', 'volumes', MANY_QUERY, None, 200, MANY_FOUND),
+        ('POST', 'volumes/__bulk', None, [{'name': 'v3', 'size': GIB_KIB, 'volume_group': {'ref': '/volume_groups/1'}}], 200,
+         hits([volume(3, 'v3')])),
+        ('PATCH', 'volumes/__bulk', None, [{'id': 2, 'size': 2 * GIB_KIB}], 200, hits([volume(2, 'v2', size=2 * GIB_KIB)])),
+        ('DELETE', 'volumes/__bulk', None, [{'id': 4}], 204, None),
+    )
+    result, failed = run_module(demo_many_main, dict(conn, volumes=MANY), capsys)
+    assert not failed and result['changed']
+    assert [v and v['id'] for v in result['volumes']] == [1, 2, 3, None]
+    assert [(a['action'], a['name']) for a in result['actions']] == [('update', 'v2'), ('create', 'v3'), ('delete', 'v4')]
+    assert result['diff']['before']['volume v2'] == {'name': 'v2', 'size': GIB_KIB}
+    assert result['diff']['after']['volume v2'] == {'name': 'v2', 'size': 2 * GIB_KIB}
+    assert result['diff']['after']['volume v4'] == {}
+    assert result['k2_requests'] == {'total': 4, 'GET': 1, 'POST': 1, 'PATCH': 1, 'DELETE': 1}
+
+
+def test_apply_many_in_check_mode_only_reads(k2_server, conn, capsys):
+    k2_server.register(('GET', 'volumes', MANY_QUERY, None, 200, MANY_FOUND))
+    result, failed = run_module(demo_many_main, dict(conn, volumes=MANY, _ansible_check_mode=True), capsys)
+    assert not failed and result['changed'] and len(result['actions']) == 3
+    assert result['volumes'][2] == {'name': 'v3', 'size': GIB_KIB} and result['volumes'][3] is None
+    assert result['k2_requests'] == {'total': 1, 'GET': 1}
+
+
+def test_step_names_what_failed(k2_server, conn, capsys):
+    k2_server.register(('GET', 'volumes', MANY_QUERY, None, 403, error('Permission denied')))
+    result, failed = run_module(demo_many_main, dict(conn, volumes=MANY), capsys)
+    assert failed and result['msg'].startswith('Could not read the volumes: Permission denied (HTTP 403, GET /api/v2/volumes).')
+    assert 'admin role' in result['msg'] and result['http_status'] == 403
+
+
 # ------------------------------------------------------------------ rollback and errors
 
 def test_failed_create_rolls_back_the_group(k2_server, conn, capsys):
@@ -190,6 +258,7 @@ def test_failed_rollback_is_reported_for_manual_cleanup(k2_server, conn, capsys)
     result, failed = run_module(demo_main, dict(conn, name='v1', size='1GiB', with_group=True), capsys)
     assert failed
     assert "Could NOT roll back, clean up by hand: delete volume group 'vg-v1' (Permission denied" in result['msg']
+    assert result['changed']  # the group is still there
 
 
 def test_auth_error_becomes_fail_json_with_hint(k2_server, conn, capsys):
