@@ -514,16 +514,16 @@ class K2Client(object):
                 if isinstance(error, K2TLSError):
                     retryable = False
             if not retryable:
+                if method == 'POST' and uncertain and reconcile is not None and isinstance(error, K2ConflictError):
+                    # Our own earlier, unanswered POST may be what now conflicts: look once more.
+                    done, value = self._reconcile(reconcile, body, error, method, path, attempt)
+                    if done:
+                        return value
                 raise error
             if maybe_applied and method != 'GET':
                 uncertain = True
                 if method == 'POST':
-                    if reconcile is None:
-                        raise K2ConnectionError(
-                            'The array may or may not have applied this request; its answer was lost: %s' % error.message,
-                            status=error.status, method=method, path=path, attempts=attempt,
-                            hint='Check on the array whether the object exists, then re-run the task (it is idempotent).')
-                    done, value = reconcile(body)
+                    done, value = self._reconcile(reconcile, body, error, method, path, attempt)
                     if done:
                         return value
                     if value is not None:
@@ -539,6 +539,19 @@ class K2Client(object):
                 error.args = (error.describe(),)
                 raise error
             self._sleep(wait)
+
+    @staticmethod
+    def _reconcile(reconcile, body, error, method, path, attempt):
+        """Ask ``reconcile`` whether a POST with a lost answer took effect; refuse to guess when it cannot tell."""
+        unknown = 'The array may or may not have applied this request; its answer was lost: %s' % error.message
+        hint = 'Check on the array whether the object exists, then re-run the task (it is idempotent).'
+        if reconcile is None:
+            raise K2ConnectionError(unknown, status=error.status, method=method, path=path, attempts=attempt, hint=hint)
+        try:
+            return reconcile(body)
+        except K2Error as exc:
+            raise K2ConnectionError('%s; looking it up failed too: %s' % (unknown, exc.message), status=exc.status,
+                                    method=method, path=path, attempts=attempt, hint=hint)
 
     # ------------------------------------------------------------- trace
 
