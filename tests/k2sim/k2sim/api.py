@@ -62,6 +62,8 @@ class Faults(object):
         return dict((k, getattr(self, k)) for k in self.FIELDS)
 
     def update(self, values):
+        """Validate all values first, then apply them together (a bad request changes nothing)."""
+        new = self.as_dict()
         for key, value in values.items():
             if key not in self.FIELDS:
                 raise ValueError("unknown fault %r (known: %s)" % (key, ", ".join(self.FIELDS)))
@@ -81,12 +83,14 @@ class Faults(object):
                     raise ValueError("busy_code must be one of MC_ERR_BUSY, MC_ERR_BUSY_SPECIFIC, MC_ERR_INPROGRESS, MC_ERR_START_TIMEOUT")
             elif key == "seed" and value is not None:
                 value = int(value)
+            new[key] = value
+        total = new["error_500_rate"] + new["busy_rate"] + new["drop_rate"]
+        if total > 1.0:
+            raise ValueError("error_500_rate + busy_rate + drop_rate must not exceed 1, got %s" % total)
+        for key, value in new.items():
             setattr(self, key, value)
         if "seed" in values:
             self.rng = random.Random(self.seed)
-        total = self.error_500_rate + self.busy_rate + self.drop_rate
-        if total > 1.0:
-            raise ValueError("error_500_rate + busy_rate + drop_rate must not exceed 1, got %s" % total)
 
     def roll(self):
         """Decide the fault of one request: None, "drop", "500" or "busy"."""
