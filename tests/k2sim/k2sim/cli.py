@@ -74,6 +74,9 @@ def main(argv=None):
         users[user] = (password, role)
     logging.basicConfig(stream=sys.stderr, level=os.environ.get("K2SIM_LOG_LEVEL", "WARNING").upper(),
                         format="%(asctime)s k2sim %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().level > logging.DEBUG:
+        # uvicorn reports open keep-alive connections at shutdown as errors; they are normal here.
+        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
     from k2sim.server import serve
     try:
         return asyncio.run(serve(os.path.abspath(args.data_dir), args.array, users, args.admin, args.cert, args.key))
