@@ -222,7 +222,9 @@ def compute_plan(current, desired, state='present', resource='object', name_key=
     and are never compared. A ``desired[name_key]`` that differs from
     ``current[name_key]`` is a rename.
     ``state``: ``'present'`` or ``'absent'``.
-    ``sizes``: keys holding user sizes (bytes or ``"10GiB"``), converted to KiB.
+    ``sizes``: keys holding user sizes (bytes or ``"10GiB"``), converted to KiB;
+    a tuple of keys, or a dict ``{key: option label for errors}`` such as
+    ``{'size': 'volumes[3].size'}``.
     ``immutable``: keys that cannot change on an existing object; a list, or
     a dict ``{key: hint}``; a difference raises ``K2PlanError``.
     ``grow_only``: numeric keys that may only grow (a smaller value raises).
@@ -236,7 +238,7 @@ def compute_plan(current, desired, state='present', resource='object', name_key=
     for key, value in (desired or {}).items():
         if value is None or key in ignore:
             continue
-        wanted[key] = size_to_kib(value, key) if key in sizes else value
+        wanted[key] = size_to_kib(value, sizes[key] if isinstance(sizes, dict) else key) if key in sizes else value
     name = wanted.get(name_key) if current is None else current.get(name_key, wanted.get(name_key))
 
     if state == 'absent':
@@ -414,6 +416,19 @@ class K2Module(object):
             except ValueError as exc:
                 self.fail(str(exc))
         return self._client
+
+    def find_current(self, resource, name, new_name=None, name_field='name', fields=None):
+        """The object to plan against, by name, for modules with a ``new_name`` option.
+
+        Looks up ``new_name`` first (a re-run after the rename finds the object
+        in one request), then ``name``. Returns ``None`` when neither exists;
+        the module then decides whether that means create or an error.
+        """
+        if new_name:
+            found = self.client.get_by_name(resource, new_name, name_field=name_field, fields=fields)
+            if found is not None:
+                return found
+        return self.client.get_by_name(resource, name, name_field=name_field, fields=fields)
 
     def request_counters(self):
         return self._client.counters() if self._client is not None else {'total': 0}

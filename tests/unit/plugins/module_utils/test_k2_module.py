@@ -16,6 +16,7 @@ import yaml
 
 from ansible_collections.kaminario.k2.plugins.doc_fragments.k2 import ModuleDocFragment
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import make_ref
+from ansible_collections.kaminario.k2.plugins.module_utils.k2_sizes import K2SizeError
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_module import (
     K2Module, K2PlanError, Rollback, compute_plan, describe_rollback, k2_argument_spec, values_equal,
 )
@@ -39,9 +40,7 @@ class DemoVolume(K2Module):
 
     def work(self):
         p = self.params
-        current = self.client.get_by_name('volumes', p['new_name'] or p['name'])
-        if current is None and p['new_name']:
-            current = self.client.get_by_name('volumes', p['name'])
+        current = self.find_current('volumes', p['name'], p['new_name'])
         desired = {'name': p['new_name'] or p['name'], 'size': p['size'], 'description': p['description']}
         plan = self.plan(current, desired, state=p['state'], resource='volume', grow_only=('size',))
         volume = self.apply(plan, create=self._create,
@@ -386,6 +385,18 @@ def test_plan_immutable_and_create_only():
     assert plan.action is None and 'quota' not in plan.after
     created = compute_plan(None, {'name': 'g', 'quota': 5, 'private': 1}, create_only=('quota',), ignore=('private',))
     assert created.action == 'create' and created.body == {'name': 'g', 'quota': 5}
+
+
+def test_rename_rerun_finds_the_new_name_in_one_request(k2_server, conn, capsys):
+    k2_server.register(lookup('v2', volume(name='v2')))
+    result, failed = run_module(demo_main, dict(conn, name='v1', new_name='v2'), capsys)
+    assert not failed and not result['changed'] and result['k2_requests']['total'] == 1
+
+
+def test_plan_size_errors_use_the_given_option_label():
+    with pytest.raises(K2SizeError, match=r"option 'volumes\[3\]\.size'"):
+        compute_plan(None, {'name': 'v', 'size': '3 apples'}, sizes={'size': 'volumes[3].size'})
+    assert compute_plan(None, {'name': 'v', 'size': '1GiB'}, sizes={'size': 'x'}).body['size'] == GIB_KIB
 
 
 def test_plan_rejects_unknown_states():
