@@ -19,11 +19,14 @@ GIB_IN_KIB = 1024 * 1024
 PAGE = 100
 
 
-def fetch_all(session: requests.Session, base: str, resource: str) -> list[dict]:
+def fetch_all(session: requests.Session, base: str, resource: str, ca_path: str) -> list[dict]:
     """Every object of a resource, with sorted paging (a K2 page holds 100 by default)."""
     hits: list[dict] = []
     while True:
-        response = session.get('%s/%s' % (base, resource), params={'__sort': 'id', '__limit': PAGE, '__offset': len(hits)}, timeout=30)
+        # verify per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the
+        # environment override Session.verify, but not a per-request value
+        response = session.get('%s/%s' % (base, resource), params={'__sort': 'id', '__limit': PAGE, '__offset': len(hits)},
+                               verify=ca_path, timeout=30)
         response.raise_for_status()
         body = response.json()
         hits.extend(body['hits'])
@@ -45,16 +48,16 @@ def main() -> int:
     base = 'https://%s/api/v2' % connection['k2_host']
     session = requests.Session()
     session.auth = (connection['k2_username'], connection['k2_password'])
-    session.verify = connection['ca_path']
+    ca_path = connection['ca_path']
     session.headers['Content-Type'] = 'application/json'
 
-    vgs = {vg['id']: vg for vg in fetch_all(session, base, 'volume_groups')}
-    volumes = {v['id']: v for v in fetch_all(session, base, 'volumes') if v['name'] != 'CTRL'}
-    hosts = {h['id']: h for h in fetch_all(session, base, 'hosts')}
-    iqns = fetch_all(session, base, 'host_iqns')
-    snapshots = {s['id']: s for s in fetch_all(session, base, 'snapshots')}
-    mappings = fetch_all(session, base, 'mappings')
-    capacity = fetch_all(session, base, 'system/capacity')
+    vgs = {vg['id']: vg for vg in fetch_all(session, base, 'volume_groups', ca_path)}
+    volumes = {v['id']: v for v in fetch_all(session, base, 'volumes', ca_path) if v['name'] != 'CTRL'}
+    hosts = {h['id']: h for h in fetch_all(session, base, 'hosts', ca_path)}
+    iqns = fetch_all(session, base, 'host_iqns', ca_path)
+    snapshots = {s['id']: s for s in fetch_all(session, base, 'snapshots', ca_path)}
+    mappings = fetch_all(session, base, 'mappings', ca_path)
+    capacity = fetch_all(session, base, 'system/capacity', ca_path)
 
     print('The array at %s now holds:' % base)
     print('  volume groups (%d):' % len(vgs))
