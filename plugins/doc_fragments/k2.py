@@ -72,6 +72,7 @@ options:
   retry_max_wait:
     description:
       - Upper bound in seconds of one wait between retries. Waits grow exponentially (about 1, 2, 4, 8... seconds, with random jitter) up to this value.
+      - A C(Retry-After) delay sent by the array is honoured, also up to this value.
     type: int
     default: 30
   trace_file:

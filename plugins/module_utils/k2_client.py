@@ -498,6 +498,7 @@ class K2Client(object):
             attempt += 1
             error = result.error
             retryable = False
+            retry_after = 0.0
             if result.response is not None:
                 response = result.response
                 status = response.status_code
@@ -506,6 +507,7 @@ class K2Client(object):
                 if method == 'DELETE' and status == 404 and uncertain:
                     return None
                 error = error_from_response(status, self._decode(response, method, path), method, path, attempts=attempt)
+                retry_after = _retry_after(response.headers.get('Retry-After'))
                 retryable = status == 429 or status >= 500 or error.k2_code in RETRYABLE_K2_CODES
                 maybe_applied = status in AMBIGUOUS_STATUSES
             else:
@@ -532,7 +534,8 @@ class K2Client(object):
                 error.attempts = attempt
                 error.args = (error.describe(),)
                 raise error
-            wait = self._backoff(attempt - 1)
+            # A server-given Retry-After (429/503) is honoured, still within retry_max_wait.
+            wait = min(max(self._backoff(attempt - 1), retry_after), max(self.retry_max_wait, 0.0))
             if self._clock() + wait >= deadline:
                 error.attempts = attempt
                 error.message = '%s; gave up after %d attempts within timeout=%ss' % (error.message, attempt, _num(self.timeout))
@@ -784,6 +787,14 @@ def _short(exc):
         if match:
             return (match.group(1) if match.groups() else match.group(0)).strip()
     return text if len(text) <= 300 else text[:297] + '...'
+
+
+def _retry_after(value):
+    """Seconds from a ``Retry-After`` header in its delay form; 0 when absent or an HTTP date."""
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _num(value):

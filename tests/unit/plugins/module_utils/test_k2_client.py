@@ -21,7 +21,7 @@ from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import (
     K2ConnectionError, K2TimeoutError, K2TLSError, K2ProtocolError, K2AmbiguousError,
     make_ref, parse_ref, ref_id, ref_path, redact, split_host, REDACTED,
 )
-from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import Delay, Drop, hits, error
+from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import Delay, Drop, Expected, hits, error
 
 
 class FakeTime(object):
@@ -195,6 +195,16 @@ def test_transient_errors_are_retried_with_capped_backoff(k2_server, client, fak
     assert client.get('volumes', 1)['id'] == 1
     assert fake_time.sleeps == [1.0, 2.0, 4.0]
     assert client.counters() == {'total': 4, 'GET': 4}
+
+
+def test_retry_after_is_honoured_within_retry_max_wait(k2_server, client, fake_time):
+    k2_server.register(
+        Expected('GET', 'volumes/1', None, None, 429, error('slow down'), headers={'Retry-After': '3'}),
+        Expected('GET', 'volumes/1', None, None, 429, error('slow down'), headers={'Retry-After': '120'}),
+        ('GET', 'volumes/1', None, None, 200, vol(1)),
+    )
+    client.get('volumes', 1)
+    assert fake_time.sleeps == [3.0, 4.0]  # 3 s as asked, then 120 s capped at retry_max_wait=4
 
 
 def test_retries_exhausted_raises_busy_error_with_code(k2_server, client, fake_time):
