@@ -15,6 +15,7 @@ import stat
 import time
 
 import pytest
+import trustme
 
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import (
     K2Client, K2Error, K2AuthError, K2PermissionError, K2NotFoundError, K2ConflictError, K2BusyError,
@@ -144,6 +145,16 @@ def test_system_trust_store_is_used_by_default(k2_server, fake_time, monkeypatch
     client = make_client(k2_server, fake_time, ca_path=None)
     k2_server.register(('GET', 'volumes/1', None, None, 200, vol(1)))
     assert client.get('volumes', 1)['id'] == 1
+
+
+def test_ca_path_replaces_the_system_store(k2_server, fake_time, monkeypatch, tmp_path):
+    # Even when the system store trusts the array, an explicit ca_path is the only trust anchor.
+    monkeypatch.setenv('SSL_CERT_FILE', k2_server.ca_path)
+    other = tmp_path / 'other-ca.pem'
+    trustme.CA().cert_pem.write_to_path(str(other))
+    client = make_client(k2_server, fake_time, ca_path=str(other))
+    with pytest.raises(K2TLSError):
+        client.get('volumes', 1)
 
 
 def test_validate_certs_false_skips_verification(k2_server, fake_time):
