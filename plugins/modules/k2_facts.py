@@ -688,6 +688,7 @@ class K2Facts(K2Module):
         self._lists = {}        # resource -> (objects, complete): what was read for the subsets
         self._partial = {}      # resource -> objects: lists read with filters or fields
         self._names = {}        # resource -> objects (id, name): name lists read for joins
+        self._known = {}        # resource -> objects (id, name): objects found by name for reference filters
 
     # ------------------------------------------------------------- options
 
@@ -770,6 +771,7 @@ class K2Facts(K2Module):
             for target in targets:
                 for obj in self.client.search(target, {'name': names}, fields=['name'], page_size=self.params['page_size']):
                     refs.append(make_ref(target, obj['id'])['ref'])
+                    self._known.setdefault(target, []).append(obj)
         return refs
 
     def _gather_list(self, subset, query):
@@ -792,9 +794,10 @@ class K2Facts(K2Module):
         for source in (self._lists, self._names):
             if resource in source:
                 return _find_name(source[resource], obj_id)
-        found = _find_name(self._partial.get(resource, ()), obj_id)
-        if found is not None:
-            return found
+        for source in (self._partial, self._known):
+            found = _find_name(source.get(resource, ()), obj_id)
+            if found is not None:
+                return found
         try:
             self._names[resource] = self._search(resource, fields=['name'])
         except K2NotFoundError:
