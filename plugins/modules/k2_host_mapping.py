@@ -1,0 +1,886 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, Kaminario K2 collection contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: k2_host_mapping
+short_description: Manage Kaminario K2 hosts, their initiators and their volume mappings
+version_added: 1.0.0
+description:
+  - Makes sure a K2 host exists with its type, host group, iSCSI IQNs and FC port WWNs, and that the listed
+    volumes and views are mapped to it (or to its host group), with explicit LUNs where given.
+  - The host is either named with O(host), or named from its initiator by the rule of the OpenStack Cinder K2
+    driver (O(initiator), O(host_fqdn), O(unique_fqdn_network)), so that hosts made by Cinder and by this module
+    for the same server are the same K2 object.
+  - Returns, for every listed volume, C(connection_info) in exactly the shape the Cinder driver's
+    initialize_connection returns, so a host-side task can log in and find the device without another lookup.
+  - With O(state=absent), removes the listed mappings; a host left without mappings is deleted when it was named
+    from its initiator (as Cinder's terminate_connection does) or when O(remove_empty_host=true).
+author:
+  - Kaminario K2 collection contributors
+extends_documentation_fragment:
+  - kaminario.k2.k2
+  - kaminario.k2.k2.attributes
+options:
+  host:
+    description:
+      - Name of the K2 host. At most 42 characters from C(A-Z a-z 0-9 _ . -).
+      - When not set, the name is derived by the Cinder rule from O(initiator) or O(host_fqdn).
+      - When neither O(host), O(initiator) nor O(host_fqdn) is set, the task manages the mappings of O(host_group)
+        itself, without any host.
+    type: str
+  initiator:
+    description:
+      - The server's iSCSI initiator IQN, or for Fibre Channel its node WWN (WWNN).
+      - Names the host by the Cinder rule when O(host) is not set - the string reversed, or O(host_fqdn) when
+        O(unique_fqdn_network) is true; then the first 32 characters, with every character outside
+        C(0-9 a-z A-Z - _) replaced by C(_).
+      - An IQN is also added to the host's IQNs, as Cinder does. A WWNN only names the host; give the port WWNs
+        in O(wwpns).
+    type: str
+  host_fqdn:
+    description:
+      - The server's fully qualified name (Cinder connector C(host)). Names the host when O(unique_fqdn_network)
+        is true and O(host) is not set.
+    type: str
+  unique_fqdn_network:
+    description:
+      - The Cinder backend option of the same name. When true (Cinder's default), O(host_fqdn) names the host if
+        given; when false, the host is named from the reversed O(initiator).
+      - Set it the way the Cinder backend that shares the array sets it.
+    type: bool
+    default: true
+  host_type:
+    description:
+      - Operating system type of the host, as K2 names it.
+      - When not set, a new host gets V(Linux) (as the Cinder driver creates) and an existing host keeps its type.
+    type: str
+    choices: [Linux, Windows, ESX, AIX, Solaris]
+  host_group:
+    description:
+      - Name of a host group the host belongs to; created if it does not exist.
+      - When set, the volumes are mapped to the host group (K2 does not map a member of a group on its own), so
+        every host of the group sees them with the same LUN.
+      - V("") (empty string) takes the host out of its group; when not set, the host's group is left as it is.
+    type: str
+  iqns:
+    description:
+      - iSCSI initiator names the host must have (added when missing; IQNs the host has but that are not listed
+        are kept). Validated as C(iqn.), C(eui.) or C(naa.) names.
+    type: list
+    elements: str
+    default: []
+  wwpns:
+    description:
+      - Fibre Channel port WWNs the host must have (added when missing; others are kept).
+      - Any spelling of 16 hex digits, bare or separated by colons or dashes; K2 stores them as
+        C(50:01:43:80:01:23:45:67).
+    type: list
+    elements: str
+    default: []
+  volumes:
+    description:
+      - Volumes and views to map (V(present)) or unmap (V(absent)).
+      - A view is named C(<volume group>:<view>), the full name M(kaminario.k2.k2_snapshot) returns; any name
+        without C(:) is a volume.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Name of the volume, or full name of the view.
+        type: str
+        required: true
+      lun:
+        description:
+          - LUN to map it at (1 to 254). An existing mapping with another LUN is moved to this one.
+          - When not set, K2 picks the lowest free LUN for a new mapping and an existing mapping keeps its LUN.
+          - A LUN that another volume already holds on the host (or host group) is refused; nothing is changed.
+        type: int
+  exclusive:
+    description:
+      - With V(present), also remove the mappings of the host (or host group) whose volume is not listed.
+      - V(true) with an empty O(volumes) unmaps everything from it.
+    type: bool
+    default: false
+  state:
+    description:
+      - V(present) creates or updates the host and maps the listed volumes.
+      - V(absent) unmaps the listed volumes. Then, when the host has no mapping left, it is deleted (with its
+        initiators) if it was named from its initiator or O(remove_empty_host=true). A host that does not
+        exist is not an error.
+    type: str
+    choices: [present, absent]
+    default: present
+  remove_empty_host:
+    description:
+      - With V(absent), also delete an explicitly named host (O(host)) once it has no mappings left.
+      - Hosts named from their initiator are deleted then in any case, as Cinder does.
+    type: bool
+    default: false
+  protocol:
+    description:
+      - Protocol of the returned C(connection_info).
+      - When not set, it follows the initiators - iSCSI for an IQN O(initiator), FC for a WWNN one; otherwise
+        iSCSI when the host has only IQNs and FC when it has only WWPNs. When no protocol follows, no
+        C(connection_info) is returned.
+    type: str
+    choices: [iscsi, fc]
+  multipath:
+    description:
+      - Return the iSCSI multipath variant of C(connection_info) (C(target_iqns), C(target_portals),
+        C(target_luns) for every iSCSI portal), as Cinder does with C(disable_discovery) and a multipath
+        connector.
+    type: bool
+    default: false
+notes:
+  - A no-change run reads the host, its IQNs and WWPNs, the listed volumes (and views, when any are listed) and the
+    mappings of the host, plus the array's iSCSI portals and target IQN or its FC ports for C(connection_info):
+    seven REST requests for an iSCSI host. The result's C(k2_requests) shows the count.
+  - Every check (unknown volume, bad IQN or WWPN, LUN collision, an IQN or WWPN owned by another host) is made
+    before the first change, so a failing task changes nothing and check mode reports the same failure.
+  - When creating a new host fails half-way (an initiator or a mapping is refused), the host is deleted again.
+seealso:
+  - module: kaminario.k2.k2_snapshot
+    description: Create the views this module maps.
+'''
+
+EXAMPLES = r'''
+- name: Present volumes to database servers
+  hosts: db_servers
+  gather_facts: true
+  module_defaults:
+    group/kaminario.k2.k2:
+      k2_host: k2.example.com
+      k2_username: "{{ vault_k2_username }}"
+      k2_password: "{{ vault_k2_password }}"
+      ca_path: /etc/pki/k2-ca.pem
+  tasks:
+    - name: Read the server's iSCSI initiator name
+      ansible.builtin.slurp:
+        src: /etc/iscsi/initiatorname.iscsi
+      register: initiatorname
+
+    - name: Map the data and log volumes, host named from its IQN as Cinder names it
+      kaminario.k2.k2_host_mapping:
+        initiator: "{{ (initiatorname.content | b64decode | regex_search('InitiatorName=(.*)', '\\1')).0 }}"
+        unique_fqdn_network: false
+        volumes:
+          - name: "{{ inventory_hostname_short }}-data"
+            lun: 1
+          - name: "{{ inventory_hostname_short }}-log"
+            lun: 2
+        multipath: true
+      delegate_to: localhost
+      register: mapping
+
+    - name: Log in to every portal the array returned
+      ansible.builtin.command:
+        cmd: iscsiadm -m node -T {{ item.0 }} -p {{ item.1 }} --login
+      loop: "{{ mapping.connection_info[inventory_hostname_short ~ '-data'].data.target_iqns
+                | zip(mapping.connection_info[inventory_hostname_short ~ '-data'].data.target_portals) }}"
+      changed_when: true
+
+- name: Map a shared volume to a cluster through its host group, at LUN 10
+  kaminario.k2.k2_host_mapping:
+    host: node01
+    host_type: Linux
+    host_group: cluster-a
+    wwpns:
+      - "10:00:00:00:c9:12:34:56"
+      - "10:00:00:00:c9:12:34:57"
+    volumes:
+      - name: cluster-shared
+        lun: 10
+
+- name: Map a view of a snapshot to the backup host
+  kaminario.k2.k2_host_mapping:
+    host: backup01
+    iqns:
+      - iqn.1994-05.com.redhat:backup01
+    volumes:
+      - name: db-vg:nightly-view
+
+- name: Keep exactly these mappings on the host, remove any other
+  kaminario.k2.k2_host_mapping:
+    host: app01
+    volumes:
+      - name: app01-boot
+      - name: app01-data
+    exclusive: true
+
+- name: Detach a volume; the host goes too when it has nothing mapped any more (named from its IQN)
+  kaminario.k2.k2_host_mapping:
+    initiator: iqn.1993-08.org.debian:01:12aa12aa12aa
+    unique_fqdn_network: false
+    volumes:
+      - name: scratch01
+    state: absent
+'''
+
+RETURN = r'''
+host:
+  description: The host after the task (in check mode, as it would be); empty when there is none (deleted, or only a host group is managed).
+  returned: always
+  type: dict
+  contains:
+    id:
+      description: K2 id (null for a host check mode would create).
+      type: int
+      sample: 4
+    name:
+      description: Host name.
+      type: str
+      sample: aa21aa21aa21_10_naibed_gro_80-39
+    type:
+      description: Host type.
+      type: str
+      sample: Linux
+    host_group:
+      description: Name of its host group, or null.
+      type: str
+      sample: null
+    iqns:
+      description: Its iSCSI initiator names.
+      type: list
+      elements: str
+      sample: [iqn.1993-08.org.debian:01:12aa12aa12aa]
+    wwpns:
+      description: Its FC port WWNs, as K2 stores them.
+      type: list
+      elements: str
+      sample: []
+    named_from_initiator:
+      description: Whether the name was derived from O(initiator) or O(host_fqdn) (and not given with O(host)).
+      type: bool
+      sample: true
+  sample:
+    id: 4
+    name: aa21aa21aa21_10_naibed_gro_80-39
+    type: Linux
+    host_group: null
+    iqns: [iqn.1993-08.org.debian:01:12aa12aa12aa]
+    wwpns: []
+    named_from_initiator: true
+host_group:
+  description: The host group the volumes are mapped to, when there is one.
+  returned: when the mappings target a host group
+  type: dict
+  sample: {id: 2, name: cluster-a}
+mappings:
+  description: Every mapping of the host (or host group) after the task, by LUN.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    volume:
+      description: Name of the volume, or full name of the view.
+      type: str
+      sample: db01-data
+    volume_id:
+      description: K2 id of the volume or view.
+      type: int
+      sample: 7
+    kind:
+      description: V(volume) or V(view).
+      type: str
+      sample: volume
+    lun:
+      description: The LUN (null when check mode would let K2 pick it).
+      type: int
+      sample: 1
+    id:
+      description: K2 id of the mapping (null when check mode would create it).
+      type: int
+      sample: 11
+    scsi_sn:
+      description: SCSI serial of the volume, when the volume was listed in the task; null for views.
+      type: str
+      sample: d5750001
+  sample:
+    - {volume: db01-data, volume_id: 7, kind: volume, lun: 1, id: 11, scsi_sn: d5750001}
+connection_info:
+  description:
+    - For every listed volume or view (V(present) only), what Cinder's initialize_connection returns.
+    - "iSCSI: C(driver_volume_type: iscsi) and C(data) with C(target_iqn), C(target_portal) (C(<ip>:3260),
+      the first iSCSI address of the array that is not a replication WAN address), C(target_lun) and
+      C(target_discovered: true); with O(multipath=true) also C(target_iqns), C(target_portals) and C(target_luns)
+      for every such address."
+    - "FC: C(driver_volume_type: fibre_channel) and C(data) with C(target_discovered: true), C(target_lun),
+      C(target_wwn) (the array's FC port WWNs, bare hex) and C(initiator_target_map) (each host WWPN, bare hex, to
+      every target WWN)."
+  returned: when a protocol applies (see O(protocol)) and O(state=present)
+  type: dict
+  sample:
+    db01-data:
+      driver_volume_type: iscsi
+      data:
+        target_iqn: iqn.2009-01.com.kaminario:storage.k2.54645
+        target_portal: 192.0.2.11:3260
+        target_lun: 1
+        target_discovered: true
+        target_iqns: [iqn.2009-01.com.kaminario:storage.k2.54645, iqn.2009-01.com.kaminario:storage.k2.54645]
+        target_portals: [192.0.2.11:3260, 192.0.2.12:3260]
+        target_luns: [1, 1]
+protocol:
+  description: Protocol of C(connection_info), V(iscsi), V(fc), or null.
+  returned: always
+  type: str
+  sample: iscsi
+actions:
+  description: The plan, one entry per change (also in check mode).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {action: create, resource: host, name: db01, attributes: {name: db01, type: Linux}}
+    - {action: create, resource: host IQN, name: iqn.1994-05.com.redhat:db01, attributes: {iqn: iqn.1994-05.com.redhat:db01, host: db01}}
+    - {action: create, resource: mapping, name: db01-data, attributes: {volume: db01-data, host: host db01, lun: 1}}
+diff:
+  description: Before and after views of every object the task looked at, keyed by C(<resource> <name>).
+  returned: always
+  type: dict
+  sample:
+    before: {"host db01": {}, "mapping db01-data": {}}
+    after: {"host db01": {name: db01, type: Linux}, "mapping db01-data": {volume: db01-data, host: host db01, lun: 1}}
+k2_requests:
+  description: REST requests sent to the array, in total and per HTTP method.
+  returned: always
+  type: dict
+  sample: {total: 7, GET: 7}
+'''
+
+import re
+
+from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import make_ref, parse_ref, ref_id, ref_path
+from ansible_collections.kaminario.k2.plugins.module_utils.k2_module import K2Module, Rollback, describe_rollback
+from ansible_collections.kaminario.k2.plugins.module_utils.k2_naming import (
+    K2NamingError, initiator_host_name, is_valid_wwn, iscsi_name_key, validate_iqn, wwn_to_colon, wwn_to_hex,
+)
+
+NAME_RE = re.compile(r'^[A-Za-z0-9_.\-]{1,42}$')
+MIN_LUN, MAX_LUN = 1, 254
+ISCSI_PORT = 3260
+DEFAULT_HOST_TYPE = 'Linux'
+
+
+class K2HostMapping(K2Module):
+
+    def __init__(self):
+        super(K2HostMapping, self).__init__(
+            argument_spec=dict(
+                host=dict(type='str'),
+                initiator=dict(type='str'),
+                host_fqdn=dict(type='str'),
+                unique_fqdn_network=dict(type='bool', default=True),
+                host_type=dict(type='str', choices=['Linux', 'Windows', 'ESX', 'AIX', 'Solaris']),
+                host_group=dict(type='str'),
+                iqns=dict(type='list', elements='str', default=[]),
+                wwpns=dict(type='list', elements='str', default=[]),
+                volumes=dict(type='list', elements='dict', default=[], options=dict(
+                    name=dict(type='str', required=True),
+                    lun=dict(type='int'),
+                )),
+                exclusive=dict(type='bool', default=False),
+                state=dict(type='str', default='present', choices=['present', 'absent']),
+                remove_empty_host=dict(type='bool', default=False),
+                protocol=dict(type='str', choices=['iscsi', 'fc']),
+                multipath=dict(type='bool', default=False),
+            ),
+            required_one_of=[('host', 'initiator', 'host_fqdn', 'host_group')],
+        )
+        self._undo = Rollback()
+        self.host_name = None
+        self.named_from_initiator = False
+        self.iqns = []
+        self.wwpns = []
+        self.initiator_kind = None
+        self.created_host = False
+
+    # ------------------------------------------------------------------ failure with rollback
+
+    def fail(self, msg, **extra):
+        """Undo what this run created for a new host (mappings, then the host), then fail as the base does."""
+        report = self._undo.run() if self._undo is not None else []
+        self._undo = None
+        if report:
+            msg = '%s %s' % (msg, describe_rollback(report))
+            extra.setdefault('rollback', [dict(step=d, error=e) for d, e in report])
+        super(K2HostMapping, self).fail(msg, **extra)
+
+    # ------------------------------------------------------------------ validation (no request)
+
+    def validate(self):
+        p = self.params
+        try:
+            if p['initiator'] is not None:
+                if is_valid_wwn(p['initiator']):
+                    self.initiator_kind = 'fc'
+                else:
+                    validate_iqn(p['initiator'], 'initiator')
+                    self.initiator_kind = 'iscsi'
+            if p['host'] is not None:
+                self.host_name = p['host']
+                if not NAME_RE.match(p['host']):
+                    self.fail(self.bad_name('host', p['host']))
+            elif p['initiator'] is not None or p['host_fqdn'] is not None:
+                self.host_name = initiator_host_name(initiator=p['initiator'], host_fqdn=p['host_fqdn'],
+                                                     unique_fqdn_network=p['unique_fqdn_network'])
+                self.named_from_initiator = True
+            iqns = list(p['iqns'])
+            if self.initiator_kind == 'iscsi':
+                iqns.insert(0, p['initiator'])
+            seen = set()
+            for value in iqns:
+                iqn = validate_iqn(value, 'iqns')
+                if iscsi_name_key(iqn) not in seen:
+                    seen.add(iscsi_name_key(iqn))
+                    self.iqns.append(iqn)
+            for value in p['wwpns']:
+                wwpn = wwn_to_colon(value, 'wwpns')
+                if wwpn not in self.wwpns:
+                    self.wwpns.append(wwpn)
+        except K2NamingError as exc:
+            self.fail(str(exc))
+        if p['host_group'] and not NAME_RE.match(p['host_group']):
+            self.fail(self.bad_name('host_group', p['host_group']))
+        if self.host_name is None and (self.iqns or self.wwpns or p['host_type']):
+            self.fail('iqns, wwpns and host_type describe a host: set host (or initiator) to say which one.')
+        names, luns = {}, {}
+        for index, item in enumerate(p['volumes']):
+            name = (item['name'] or '').strip()
+            if not name:
+                self.fail('volumes[%d].name is empty: give the name of a volume, or <volume group>:<view> for a view.' % index)
+            if name in names:
+                self.fail("Volume '%s' is listed twice in volumes (entries %d and %d); list it once." % (name, names[name], index))
+            names[name] = index
+            lun = item.get('lun')
+            if lun is not None:
+                if not MIN_LUN <= lun <= MAX_LUN:
+                    self.fail('volumes[%d].lun is %d: K2 LUNs go from %d to %d.' % (index, lun, MIN_LUN, MAX_LUN))
+                if lun in luns:
+                    self.fail("LUN %d is given to both '%s' and '%s' in volumes: a LUN maps one volume per host; "
+                              "give each its own." % (lun, luns[lun], name))
+                luns[lun] = name
+
+    @staticmethod
+    def bad_name(option, value):
+        if len(value) > 42:
+            return ("%s %r is too long (%d characters): K2 names are at most 42 characters from A-Z a-z 0-9 _ . -; "
+                    "shorten it." % (option, value, len(value)))
+        return "%s %r is not a valid K2 name: use 1 to 42 characters from A-Z a-z 0-9 _ . -." % (option, value)
+
+    # ------------------------------------------------------------------ reads
+
+    def read_host(self):
+        """The host, its IQNs and WWPNs (three requests when it exists, one when not)."""
+        host = self.client.get_by_name('hosts', self.host_name, fields=['name', 'type', 'host_group'])
+        if host is None:
+            return None, [], []
+        host_ref = make_ref('hosts', host['id'])
+        iqns = self.client.search('host_iqns', {'host': host_ref}, fields=['iqn'])
+        ports = self.client.search('host_fc_ports', {'host': host_ref}, fields=['pwwn'])
+        return host, iqns, ports
+
+    def read_volumes(self, state):
+        """``{name: {'ref', 'id', 'kind', 'scsi_sn'}}`` for the listed names; one request for volumes, one for views."""
+        names = [item['name'].strip() for item in self.params['volumes']]
+        vol_names = [n for n in names if ':' not in n]
+        view_names = [n for n in names if ':' in n]
+        found = {}
+        if vol_names:
+            for vol in self.client.search('volumes', {'name': vol_names}, fields=['name', 'scsi_sn']):
+                found[vol['name']] = {'ref': make_ref('volumes', vol['id']), 'id': vol['id'], 'kind': 'volume',
+                                      'scsi_sn': vol.get('scsi_sn')}
+        if view_names:
+            for snap in self.client.search('snapshots', {'name': view_names}, fields=['name', 'is_exposable']):
+                if not snap.get('is_exposable'):
+                    self.fail("'%s' is a snapshot, not a view: only views can be mapped. Create a view of it with "
+                              "kaminario.k2.k2_snapshot (exposable: true, source_snapshot: %s) and map that."
+                              % (snap['name'], snap['name'].split(':', 1)[1]))
+                found[snap['name']] = {'ref': make_ref('snapshots', snap['id']), 'id': snap['id'], 'kind': 'view', 'scsi_sn': None}
+        missing = [n for n in names if n not in found]
+        if missing and state == 'present':
+            self.fail('Not on the array (option volumes): %s. Create the volumes first (kaminario.k2.k2_volume) and views '
+                      'with kaminario.k2.k2_snapshot (a view is named <volume group>:<view>), or fix the names.'
+                      % ', '.join("'%s'" % n for n in missing))
+        return found
+
+    def name_objects(self, refs):
+        """Names of volumes and views by ref path, for mappings the task did not list (one request per kind)."""
+        ids = {}
+        for value in refs:
+            resource, oid = parse_ref(value)
+            ids.setdefault(resource, set()).add(oid)
+        names = {}
+        for resource in ('volumes', 'snapshots'):
+            if ids.get(resource):
+                for obj in self.client.search(resource, {'id': sorted(ids[resource])}, fields=['name']):
+                    names[ref_path(make_ref(resource, obj['id']))] = (obj['name'], 'volume' if resource == 'volumes' else 'view')
+        return names
+
+    def owners(self, resource, field, values, label, own_ref):
+        """Fail when an IQN or WWPN to add belongs to another host (one request, only when adding)."""
+        taken = [o for o in self.client.search(resource, {field: values}, fields=[field, 'host'])
+                 if o.get('host') is None or own_ref is None or ref_path(o['host']) != ref_path(own_ref)]
+        if not taken:
+            return
+        host_ids = sorted(set(ref_id(o['host']) for o in taken if o.get('host')))
+        hosts = dict((h['id'], h['name']) for h in self.client.search('hosts', {'id': host_ids}, fields=['name'])) if host_ids else {}
+        what = ', '.join('%s (host %s)' % (o[field], hosts.get(ref_id(o['host']), ref_path(o['host'])) if o.get('host') else 'no host')
+                         for o in taken)
+        self.fail("%s already registered on the array for another host: %s. An initiator belongs to one host; remove it "
+                  "from the other host first, or manage that host instead." % (label, what))
+
+    # ------------------------------------------------------------------ protocol and connection info
+
+    def pick_protocol(self, iqns, wwpns):
+        p = self.params
+        if p['protocol']:
+            return p['protocol']
+        if self.initiator_kind:
+            return self.initiator_kind
+        if iqns and not wwpns:
+            return 'iscsi'
+        if wwpns and not iqns:
+            return 'fc'
+        if iqns and wwpns:
+            self.fail("Host '%s' has both iSCSI IQNs and FC WWPNs: set protocol (iscsi or fc) to say which "
+                      "connection_info to return." % self.host_name)
+        return None
+
+    def targets(self, protocol):
+        """The array side of connection_info: iSCSI portals and target IQN, or FC target WWNs (two or one request)."""
+        if protocol == 'iscsi':
+            ips = self.client.search('system/net_ips', fields=['ip_address', 'wan_port'])
+            portals = ['%s:%d' % (ip['ip_address'], ISCSI_PORT) for ip in ips if ip.get('ip_address') and not ip.get('wan_port')]
+            if not portals:
+                self.fail('The array has no iSCSI address (system/net_ips without a WAN port), so no iSCSI connection_info '
+                          'can be built. Configure iSCSI on the array, or use protocol: fc.')
+            state = self.client.search('system/state', fields=['iscsi_qualified_target_name'])
+            iqn = state[0].get('iscsi_qualified_target_name') if state else None
+            if not iqn:
+                self.fail('The array reports no iSCSI target IQN (system/state iscsi_qualified_target_name), so no iSCSI '
+                          'connection_info can be built.')
+            return {'portals': portals, 'iqn': iqn}
+        ports = self.client.search('system/fc_ports', fields=['pwwn'])
+        wwns = [port['pwwn'].replace(':', '').lower() for port in ports if port.get('pwwn')]
+        if not wwns:
+            self.fail('The array has no FC port WWN (system/fc_ports), so no FC connection_info can be built. '
+                      'Use protocol: iscsi, or check the array FC ports.')
+        return {'wwns': wwns}
+
+    def connection_info(self, protocol, targets, lun, host_wwpns):
+        if protocol == 'iscsi':
+            portals, iqn = targets['portals'], targets['iqn']
+            data = {'target_iqn': iqn, 'target_portal': portals[0], 'target_lun': lun, 'target_discovered': True}
+            if self.params['multipath']:
+                data.update(target_iqns=[iqn] * len(portals), target_portals=list(portals), target_luns=[lun] * len(portals))
+            return {'driver_volume_type': 'iscsi', 'data': data}
+        wwns = targets['wwns']
+        return {'driver_volume_type': 'fibre_channel',
+                'data': {'target_discovered': True, 'target_lun': lun, 'target_wwn': list(wwns),
+                         'initiator_target_map': dict((wwn_to_hex(w), list(wwns)) for w in host_wwpns)}}
+
+    # ------------------------------------------------------------------ work
+
+    def work(self):
+        self.validate()
+        p = self.params
+        host, cur_iqns, cur_ports = (None, [], [])
+        if self.host_name is not None:
+            host, cur_iqns, cur_ports = self.read_host()
+
+        group = None
+        if p['host_group']:
+            group = self.client.get_by_name('host_groups', p['host_group'], fields=['name'])
+        elif p['host_group'] is None and host is not None and host.get('host_group'):
+            group_name = self.client.get('host_groups', ref_id(host['host_group']), fields=['name'])['name']
+            self.fail("Host '%s' is a member of host group '%s', and K2 maps volumes to the group, not to its members: "
+                      "set host_group: %s (the mappings then apply to every host of the group), or host_group: '' "
+                      "to take the host out of the group." % (self.host_name, group_name, group_name))
+
+        if p['state'] == 'absent':
+            return self.absent(host, cur_iqns, cur_ports, group)
+        return self.present(host, cur_iqns, cur_ports, group)
+
+    # ------------------------------------------------------------------ present
+
+    def present(self, host, cur_iqns, cur_ports, group):
+        p = self.params
+        volumes = self.read_volumes('present')
+        group_wanted = bool(p['host_group'])
+
+        # 1. host group
+        group_plan = None
+        if group_wanted:
+            group_plan = self.plan(group and {'name': group['name']}, {'name': p['host_group']}, resource='host group')
+
+        # 2. host
+        host_plan = None
+        if self.host_name is not None:
+            current = None
+            if host is not None:
+                current = {'name': host['name'], 'type': host['type'], 'host_group': ''}
+                if host.get('host_group'):
+                    if group is not None and ref_id(host['host_group']) == group['id']:
+                        current['host_group'] = group['name']
+                    else:
+                        current['host_group'] = self.client.get('host_groups', ref_id(host['host_group']), fields=['name'])['name']
+            desired = {'name': self.host_name,
+                       'type': p['host_type'] or (DEFAULT_HOST_TYPE if host is None else None),
+                       'host_group': p['host_group'] if p['host_group'] is not None and (p['host_group'] or host is not None) else None}
+            host_plan = self.plan(current, desired, resource='host')
+            if host is not None and group_wanted and current['host_group'] != p['host_group']:
+                own = self.client.search('mappings', {'host': make_ref('hosts', host['id'])}, fields=['volume', 'lun'])
+                if own:
+                    self.fail("Host '%s' has %d mapping(s) of its own, and K2 lets a host join a host group only without "
+                              "them: unmap them first (state: absent, without host_group), then add the host to '%s'."
+                              % (host['name'], len(own), p['host_group']))
+
+        # 3. initiators
+        have_iqns = set(iscsi_name_key(i['iqn']) for i in cur_iqns)
+        new_iqns = [i for i in self.iqns if iscsi_name_key(i) not in have_iqns]
+        have_ports = set(wwn_to_colon(w['pwwn']) for w in cur_ports if w.get('pwwn') and is_valid_wwn(w['pwwn']))
+        new_ports = [w for w in self.wwpns if w not in have_ports]
+        host_ref = make_ref('hosts', host['id']) if host is not None else None
+        if new_iqns:
+            self.owners('host_iqns', 'iqn', new_iqns, 'iSCSI initiator(s)', host_ref)
+        if new_ports:
+            self.owners('host_fc_ports', 'pwwn', new_ports, 'FC port WWN(s)', host_ref)
+        iqn_plans = [self.plan(None, {'iqn': i, 'host': self.host_name}, resource='host IQN', name_key='iqn') for i in new_iqns]
+        port_plans = [self.plan(None, {'pwwn': w, 'host': self.host_name}, resource='host FC port', name_key='pwwn') for w in new_ports]
+
+        # 4. mappings
+        target_ref, target_label = self.target(host, group)
+        maps = self.client.search('mappings', {'host': target_ref}, fields=['volume', 'lun']) if target_ref else []
+        map_plans, final = self.plan_mappings(maps, volumes, target_label)
+
+        # 5. protocol and array targets: all reads happen before the first write
+        all_iqns = [i['iqn'] for i in cur_iqns] + new_iqns
+        all_ports = [w['pwwn'] for w in cur_ports] + new_ports
+        protocol = self.pick_protocol(all_iqns, all_ports) if self.host_name is not None or p['protocol'] else None
+        targets = self.targets(protocol) if protocol and volumes else None
+
+        # 6. writes, in order; a new host is removed again if a later step fails
+        if group_plan is not None:
+            outcome = self.apply(group_plan, create=lambda body: self.client.create('host_groups', {'name': body['name']}))
+            if group_plan.changed:
+                group = outcome if self.writes_allowed() else {'id': None, 'name': p['host_group']}
+        if host_plan is not None:
+            before = host
+            outcome = self.apply(host_plan, create=lambda body: self.create_host(body, group),
+                                 update=lambda cur, changes: self.update_host(before, changes, group))
+            if host_plan.changed:
+                host = outcome if self.writes_allowed() else self.predicted_host(before, host_plan, group)
+        host_ref = make_ref('hosts', host['id']) if host is not None and host.get('id') is not None else None
+        for plan in iqn_plans:
+            self.apply(plan, create=lambda body: self.add_initiator('host_iqns', {'iqn': body['iqn'], 'host': host_ref}))
+        for plan in port_plans:
+            self.apply(plan, create=lambda body: self.add_initiator('host_fc_ports', {'pwwn': body['pwwn'], 'host': host_ref}))
+        target_ref, target_label = self.target(host, group)
+        final = self.apply_mappings(map_plans, final, target_ref)
+
+        result = {'host': self.host_result(host, group, [i['iqn'] for i in cur_iqns] + new_iqns,
+                                           [w['pwwn'] for w in cur_ports] + new_ports),
+                  'mappings': self.mapping_result(final, volumes), 'protocol': protocol}
+        if group is not None and group_wanted:
+            result['host_group'] = {'id': group.get('id'), 'name': group['name']}
+        if protocol and targets:
+            wwpns = self.wwpns or [w['pwwn'] for w in cur_ports]
+            lun_of = dict((m['ref'], m['lun']) for m in final)
+            result['connection_info'] = dict(
+                (name, self.connection_info(protocol, targets, lun_of.get(ref_path(vol['ref'])), wwpns))
+                for name, vol in volumes.items())
+        return result
+
+    def target(self, host, group):
+        if self.params['host_group']:
+            return (make_ref('host_groups', group['id']) if group is not None and group.get('id') is not None else None,
+                    'host group %s' % self.params['host_group'])
+        if host is not None and host.get('id') is not None:
+            return make_ref('hosts', host['id']), 'host %s' % host['name']
+        return None, 'host %s' % self.host_name
+
+    def plan_mappings(self, maps, volumes, target_label):
+        """Plans for the mappings (deletes first, then LUN moves, then creates) and the mappings as they will be."""
+        p = self.params
+        by_ref = dict((ref_path(m['volume']), m) for m in maps)
+        wanted = [(item['name'].strip(), item.get('lun')) for item in p['volumes']]
+        wanted_refs = set(ref_path(volumes[n]['ref']) for n, _lun in wanted if n in volumes)
+        unlisted = [m for m in maps if ref_path(m['volume']) not in wanted_refs]
+        names = self.name_objects([m['volume'] for m in unlisted]) if unlisted else {}
+
+        deletes, moves, creates = [], [], []
+        remaining = {}
+        for m in maps:
+            path = ref_path(m['volume'])
+            name, kind = names.get(path, (None, None))
+            if path in wanted_refs:
+                name = [n for n, _l in wanted if n in volumes and ref_path(volumes[n]['ref']) == path][0]
+                kind = volumes[name]['kind']
+            entry = {'ref': path, 'name': name or path, 'kind': kind or ('view' if path.startswith('/snapshots/') else 'volume'),
+                     'volume_id': parse_ref(path)[1], 'lun': m.get('lun'), 'id': m['id']}
+            current = {'volume': entry['name'], 'host': target_label, 'lun': m.get('lun')}
+            if path not in wanted_refs and p['exclusive'] and p['state'] == 'present':
+                deletes.append((self.plan(current, dict(current), state='absent', resource='mapping', name_key='volume'), entry))
+            else:
+                remaining[path] = entry
+        # LUNs held now by mappings this task keeps. Checked against the state before the task, so the
+        # outcome does not depend on the order of volumes (two listed volumes never share a LUN: see validate).
+        used = dict((e['lun'], dict(e)) for e in remaining.values() if e['lun'] is not None)
+        for index, (name, lun) in enumerate(wanted):
+            if name not in volumes:
+                continue
+            path = ref_path(volumes[name]['ref'])
+            holder = used.get(lun) if lun is not None else None
+            if holder is not None and holder['ref'] != path:
+                self.fail("LUN %d (volumes[%d].lun, for '%s') is already used on %s by %s '%s'. Choose another LUN, or "
+                          "unmap '%s' first (exclusive: true removes mappings that are not listed)."
+                          % (lun, index, name, target_label, holder['kind'], holder['name'], holder['name']))
+            existing = remaining.get(path)
+            desired = {'volume': name, 'host': target_label, 'lun': lun}
+            if existing is not None:
+                current = {'volume': name, 'host': target_label, 'lun': existing['lun']}
+                plan = self.plan(current, desired, resource='mapping', name_key='volume')
+                if plan.changed:
+                    moves.append((plan, existing))
+                    existing['lun'] = lun
+            else:
+                entry = {'ref': path, 'name': name, 'kind': volumes[name]['kind'], 'volume_id': volumes[name]['id'],
+                         'lun': lun, 'id': None}
+                creates.append((self.plan(None, desired, resource='mapping', name_key='volume'), entry))
+                remaining[path] = entry
+        return deletes + moves + creates, remaining
+
+    def apply_mappings(self, plans, final, target_ref):
+        new_host = self.created_host
+        for plan, entry in plans:
+            if plan.action == 'delete':
+                self.apply(plan, delete=lambda cur, e=entry: self.client.delete('mappings', e['id']))
+                final.pop(entry['ref'], None)
+            elif plan.action == 'update':
+                answer = self.apply(plan, update=lambda cur, changes, e=entry: self.client.update('mappings', e['id'], {'lun': changes['lun']}))
+                if self.writes_allowed() and isinstance(answer, dict) and 'id' in answer:
+                    entry['lun'] = answer.get('lun', entry['lun'])
+            else:
+                answer = self.apply(plan, create=lambda body, e=entry: self.create_mapping(e, target_ref, body.get('lun'), new_host))
+                if self.writes_allowed() and isinstance(answer, dict) and 'id' in answer:
+                    entry['id'] = answer['id']
+                    entry['lun'] = answer.get('lun', entry['lun'])
+        return sorted(final.values(), key=lambda e: (e['lun'] is None, e['lun'] or 0, e['name']))
+
+    def create_mapping(self, entry, target_ref, lun, new_host):
+        body = {'volume': {'ref': entry['ref']}, 'host': target_ref}
+        if lun is not None:
+            body['lun'] = lun
+        mapping = self.client.create('mappings', body, unique=False)
+        if new_host and self._undo is not None:
+            self._undo.push('unmap %s from the new host' % entry['name'], self.client.delete, 'mappings', mapping['id'])
+        return mapping
+
+    def create_host(self, body, group):
+        new = {'name': body['name'], 'type': body['type']}
+        if body.get('host_group'):
+            new['host_group'] = make_ref('host_groups', group['id'])
+        host = self.client.create('hosts', new)
+        self.created_host = True
+        self._undo.push("delete the new host '%s'" % host['name'], self.client.delete, 'hosts', host['id'])
+        return host
+
+    def update_host(self, host, changes, group):
+        body = {}
+        if 'type' in changes:
+            body['type'] = changes['type']
+        if 'host_group' in changes:
+            body['host_group'] = make_ref('host_groups', group['id']) if changes['host_group'] else ''
+        return self.client.update('hosts', host['id'], body)
+
+    def add_initiator(self, resource, body):
+        return self.client.create(resource, body, unique=False)
+
+    def predicted_host(self, host, plan, group):
+        predicted = dict(host) if host is not None else {'id': None, 'name': self.host_name, 'host_group': None}
+        changes = plan.body if plan.action == 'create' else plan.changes
+        if 'type' in changes:
+            predicted['type'] = changes['type']
+        if 'host_group' in changes:
+            predicted['host_group'] = make_ref('host_groups', group['id']) if changes['host_group'] and group.get('id') else None
+            predicted['_group_name'] = changes['host_group'] or None
+        return predicted
+
+    def host_result(self, host, group, iqns, wwpns):
+        if host is None:
+            return {}
+        group_name = None
+        if '_group_name' in host:
+            group_name = host['_group_name']
+        elif host.get('host_group'):
+            group_name = group['name'] if group is not None and group.get('id') == ref_id(host['host_group']) else ref_path(host['host_group'])
+        return {'id': host.get('id'), 'name': host['name'], 'type': host.get('type'), 'host_group': group_name,
+                'iqns': list(iqns), 'wwpns': [wwn_to_colon(w) if is_valid_wwn(w) else w for w in wwpns],
+                'named_from_initiator': self.named_from_initiator}
+
+    @staticmethod
+    def mapping_result(final, volumes):
+        serial = dict((ref_path(v['ref']), v.get('scsi_sn')) for v in volumes.values())
+        return [{'volume': e['name'], 'volume_id': e['volume_id'], 'kind': e['kind'], 'lun': e['lun'], 'id': e['id'],
+                 'scsi_sn': serial.get(e['ref'])} for e in final]
+
+    # ------------------------------------------------------------------ absent
+
+    def absent(self, host, cur_iqns, cur_ports, group):
+        p = self.params
+        if self.host_name is not None and host is None:
+            return {'host': {}, 'mappings': [], 'protocol': None}
+        if p['host_group'] and group is None:
+            return {'host': self.host_result(host, None, [i['iqn'] for i in cur_iqns], [w['pwwn'] for w in cur_ports]),
+                    'mappings': [], 'protocol': None}
+        volumes = self.read_volumes('absent')
+        target_ref, target_label = self.target(host, group)
+        maps = self.client.search('mappings', {'host': target_ref}, fields=['volume', 'lun'])
+        listed = set(ref_path(v['ref']) for v in volumes.values())
+        final = self.plan_absent(maps, volumes, listed, target_label)
+        host_gone = False
+        if host is not None and not p['host_group'] and not final and (self.named_from_initiator or p['remove_empty_host']):
+            current = {'name': host['name'], 'type': host['type'], 'iqns': sorted(i['iqn'] for i in cur_iqns),
+                       'wwpns': sorted(w['pwwn'] for w in cur_ports)}
+            plan = self.plan(current, dict(current), state='absent', resource='host')
+            self.apply(plan, delete=lambda cur: self.client.delete('hosts', host['id']))
+            host_gone = True
+        result = {'host': {} if host_gone else self.host_result(host, group, [i['iqn'] for i in cur_iqns], [w['pwwn'] for w in cur_ports]),
+                  'mappings': self.mapping_result(final, volumes), 'protocol': None}
+        if group is not None and p['host_group']:
+            result['host_group'] = {'id': group['id'], 'name': group['name']}
+        return result
+
+    def plan_absent(self, maps, volumes, listed, target_label):
+        by_path = dict((ref_path(v['ref']), n) for n, v in volumes.items())
+        others = [m['volume'] for m in maps if ref_path(m['volume']) not in listed]
+        names = self.name_objects(others) if others else {}
+        final = []
+        for m in maps:
+            path = ref_path(m['volume'])
+            if path in listed:
+                name = by_path[path]
+                current = {'volume': name, 'host': target_label, 'lun': m.get('lun')}
+                plan = self.plan(current, dict(current), state='absent', resource='mapping', name_key='volume')
+                self.apply(plan, delete=lambda cur, mid=m['id']: self.client.delete('mappings', mid))
+                continue
+            name, kind = names.get(path, (path, 'view' if path.startswith('/snapshots/') else 'volume'))
+            final.append({'ref': path, 'name': name, 'kind': kind, 'volume_id': parse_ref(path)[1], 'lun': m.get('lun'), 'id': m['id']})
+        return sorted(final, key=lambda e: (e['lun'] or 0, e['name']))
+
+
+def main():
+    K2HostMapping().run()
+
+
+if __name__ == '__main__':
+    main()
