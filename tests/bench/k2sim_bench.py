@@ -132,7 +132,7 @@ def main(argv=None):
         s = session(ca)
         rnd = random.Random(1)
 
-        def search(_):
+        def search(dummy):
             r = s.get(api + "/volumes", params={"name": "bvol-%06d" % rnd.randrange(n_volumes)})
             if r.status_code != 200 or r.json()["total"] != 1:
                 raise SystemExit("name search failed: %s" % r.text[:200])

@@ -196,10 +196,10 @@ class ArrayService(object):
     # ----- authentication -----------------------------------------------------------------------
     def _authenticate(self, request):
         header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
+        scheme, dummy, value = header.partition(" ")
         if scheme.lower() == "basic":
             try:
-                user, _, password = base64.b64decode(value.strip()).decode("utf-8").partition(":")
+                user, dummy, password = base64.b64decode(value.strip()).decode("utf-8").partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 raise ApiError("MC_ERR_AUTH", "malformed basic authorization header")
             known = self.users.get(user)
@@ -247,7 +247,7 @@ class ArrayService(object):
 
     def _dispatch(self, request, method, path, body, ctx):
         params = list(request.query_params.multi_items())
-        pretty = any(k == "__pretty" for k, _ in params)
+        pretty = any(k == "__pretty" for k, dummy in params)
         if path == "":
             if method != "GET":
                 raise ApiError("MC_ERR_METHOD_NOT_ALLOWED", "the discovery document only answers GET")

@@ -44,7 +44,7 @@ def ref(res, oid):
 
 
 def split_ref(value):
-    res, _, oid = value.rpartition("/")
+    res, dummy, oid = value.rpartition("/")
     return res[1:], int(oid)
 
 
@@ -1052,7 +1052,7 @@ class Array(object):
     def check_sequence(self, header):
         pairs = {}
         for part in header.split(","):
-            key, _, num = part.strip().partition("=")
+            key, dummy, num = part.strip().partition("=")
             try:
                 pairs[key.strip()] = int(num)
             except ValueError:

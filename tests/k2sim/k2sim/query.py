@@ -115,7 +115,7 @@ def parse(params, resource, ref_rewrite=None):
         if spec is None:
             raise ApiError("MC_ERR_INVALID_QUERY", "%s has no field %r to filter on" % (resource.name, field))
         if op in ("in", "m_eq"):
-            raws = [v for v in value.split(",")]
+            raws = value.split(",")
         else:
             raws = [value]
         if op == "regexp":

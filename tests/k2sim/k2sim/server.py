@@ -28,7 +28,7 @@ class _Server(uvicorn.Server):
 
 def _bind(host, port):
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE)
-    family, socktype, proto, _, addr = infos[0]
+    family, socktype, proto, dummy, addr = infos[0]
     # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP,
     # and without it every keep-alive response waits 40 ms for a delayed ACK (Nagle).
     sock = socket.socket(family, socktype, proto)
@@ -87,7 +87,7 @@ async def serve(data_dir, arrays, users, admin=None, cert=None, key=None):
     if cert and key:
         ca_file, certfile, keyfile = cert, cert, key
     else:
-        ca_file, certfile, keyfile = ensure_certs(data_dir, [h for _, h, _ in arrays])
+        ca_file, certfile, keyfile = ensure_certs(data_dir, [a[1] for a in arrays])
     services = {}
     for name, host, port in arrays:
         svc = ArrayService(name, os.path.join(data_dir, name), users)

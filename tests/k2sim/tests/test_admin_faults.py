@@ -151,7 +151,7 @@ def test_seeded_fault_rates_are_reproducible(b):
     s = b.session("b")
 
     def pattern():
-        return [s.get(b.api("b") + "/system/state").status_code for _ in range(30)]
+        return [s.get(b.api("b") + "/system/state").status_code for dummy in range(30)]
     faults(b, busy_rate=0.5, seed=42)
     first = pattern()
     faults(b, busy_rate=0.5, seed=42)

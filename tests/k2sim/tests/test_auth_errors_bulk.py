@@ -127,7 +127,7 @@ def test_bulk_is_all_or_nothing(ep, mk, uniq):
 
 
 def test_bulk_snapshots(ep, mk, uniq):
-    vgs = [mk.vg() for _ in range(3)]
+    vgs = [mk.vg() for dummy in range(3)]
     for vg in vgs:
         mk.volume(vg, size=1024)
     rp = mk.retention()

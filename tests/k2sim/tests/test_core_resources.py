@@ -39,7 +39,7 @@ def test_every_emitted_ref_resolves_through_discovery(sim, http, mk):
         nonlocal seen
         if isinstance(value, dict):
             if "ref" in value:
-                prefix, _, oid = value["ref"].rpartition("/")
+                prefix, dummy, oid = value["ref"].rpartition("/")
                 assert prefix in urls, value
                 assert int(oid) > 0
                 r = http.get(sim.api() + value["ref"])

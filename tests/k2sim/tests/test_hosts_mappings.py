@@ -63,7 +63,7 @@ def test_iqns_and_fc_ports_and_cascade_on_host_delete(ep, mk, uniq):
 def test_lun_allocation_lowest_free_from_one(ep, mk):
     host = mk.host()
     vg = mk.vg()
-    vols = [mk.volume(vg, size=1024) for _ in range(4)]
+    vols = [mk.volume(vg, size=1024) for dummy in range(4)]
     maps = [ep.new("mappings", volume=v, host=host).save() for v in vols[:3]]
     assert [m.lun for m in maps] == [1, 2, 3]
     maps[1].delete()
@@ -79,7 +79,7 @@ def test_lun_allocation_lowest_free_from_one(ep, mk):
 def test_explicit_lun_honoured_and_collision_refused(ep, mk):
     host = mk.host()
     vg = mk.vg()
-    a, b, c = (mk.volume(vg, size=1024) for _ in range(3))
+    a, b, c = (mk.volume(vg, size=1024) for dummy in range(3))
     assert ep.new("mappings", volume=a, host=host, lun=7).save().lun == 7
     with pytest.raises(HTTPError) as exc:
         ep.new("mappings", volume=b, host=host, lun="7").save()

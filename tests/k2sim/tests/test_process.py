@@ -17,7 +17,7 @@ from conftest import make_endpoint
 
 
 def run_cli(*args, timeout=20):
-    return subprocess.run([sys.executable, "-m", "k2sim"] + list(args), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "k2sim"] + list(args), capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def test_ready_line_is_the_only_stdout_and_sigterm_exits_zero(tmp_path):

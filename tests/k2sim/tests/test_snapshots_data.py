@@ -116,7 +116,7 @@ def test_restore_again_from_the_same_snapshot(sim, ep, mk, http):
     path = backing(sim, host, volume=vol)["path"]
     write(path, 0, b"v1")
     snap = mk.snapshot(vg)
-    for _ in range(2):
+    for dummy in range(2):
         write(path, 0, b"v2")
         r = http.patch(sim.api() + "/volume_groups/%d" % vg.id, json={"last_restored_from": {"ref": "/snapshots/%d" % snap.id}})
         assert r.status_code == 200
