@@ -741,10 +741,9 @@ class K2Volume(K2Module):
             raise item.err("its volume group %s could not be read." % (ref_path(vol.get('volume_group')),), 'Re-run the task.')
         item.group = group
         item.group_key = group['name']
-        self._check_dedup(item, group)
-        adopting = item.adopt_from is not None and vol['name'] == item.adopt_from
-        if adopting:
+        if item.adopt_from is not None and vol['name'] == item.adopt_from:
             return self._plan_adopt(item, vol, group)
+        self._check_dedup(item, group)
         if item.volume_group is not None and group['name'] != item.volume_group:
             raise item.err("it is in volume group '%s', not '%s'; this module does not move volumes between groups."
                            % (group['name'], item.volume_group), 'Set volume_group: %s, or move the data with the kaminario.k2.migrate role.' % group['name'])
