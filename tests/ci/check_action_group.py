@@ -22,7 +22,7 @@ def main() -> int:
         runtime = yaml.safe_load(f)
     group = (runtime.get('action_groups') or {}).get('k2')
     if not isinstance(group, list):
-        print('meta/runtime.yml: action_groups.k2 must be a list of module names')
+        print('ERROR: meta/runtime.yml: action_groups.k2 must be a list of module names')
         return 1
     listed = [entry for entry in group if isinstance(entry, str)]
     modules_dir = os.path.join(root, 'plugins', 'modules')
@@ -34,7 +34,7 @@ def main() -> int:
     if listed != sorted(listed):
         errors.append('action_groups.k2 is not in alphabetical order: %s' % ', '.join(listed))
     for error in errors:
-        print('meta/runtime.yml: %s' % error)
+        print('ERROR: meta/runtime.yml: %s' % error)
     if not errors:
         print('action_groups.k2 lists all %d module(s)%s' % (len(modules), ': ' + ', '.join(modules) if modules else ' (there are none yet)'))
     return 1 if errors else 0

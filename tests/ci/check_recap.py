@@ -35,12 +35,12 @@ def main() -> int:
     with open(sys.argv[2], encoding='utf-8') as f:
         hosts = parse_recap(f.read())
     if not hosts:
-        print('check_recap: no PLAY RECAP found in %s' % sys.argv[2])
+        print('ERROR: no PLAY RECAP found in %s' % sys.argv[2])
         return 1
     bad = {host: counts for host, counts in hosts.items()
            if counts.get('changed', 0) or counts.get('failed', 0) or counts.get('unreachable', 0)}
     for host, counts in sorted(bad.items()):
-        print('check_recap: %s reported %s; a re-run must change nothing' % (host, counts))
+        print('ERROR: %s reported %s; a re-run must change nothing' % (host, counts))
     if not bad:
         print('check_recap: re-run changed nothing (%s)' % ', '.join('%s ok=%d' % (h, c.get('ok', 0)) for h, c in sorted(hosts.items())))
     return 1 if bad else 0
