@@ -23,7 +23,7 @@ description:
   - With O(state=absent), removes the listed mappings; a host left without mappings is deleted when it was named
     from its initiator (as Cinder's terminate_connection does) or when O(remove_empty_host=true).
 author:
-  - Kaminario K2 collection contributors
+  - Kaminario K2 collection contributors (@kaminario-k2)
 extends_documentation_fragment:
   - kaminario.k2.k2
   - kaminario.k2.k2.attributes
@@ -141,7 +141,7 @@ options:
     default: false
 notes:
   - A no-change run reads the host, its IQNs and WWPNs, the listed volumes (and views, when any are listed) and the
-    mappings of the host, plus the array's iSCSI portals and target IQN or its FC ports for C(connection_info):
+    mappings of the host, plus the array's iSCSI portals and target IQN or its FC ports for C(connection_info) -
     seven REST requests for an iSCSI host. The result's C(k2_requests) shows the count.
   - Every check (unknown volume, bad IQN or WWPN, LUN collision, an IQN or WWPN owned by another host) is made
     before the first change, so a failing task changes nothing and check mode reports the same failure.
@@ -365,7 +365,8 @@ from ansible_collections.kaminario.k2.plugins.module_utils.k2_naming import (
 )
 
 NAME_RE = re.compile(r'^[A-Za-z0-9_.\-]{1,42}$')
-MIN_LUN, MAX_LUN = 1, 254
+MIN_LUN = 1
+MAX_LUN = 254
 ISCSI_PORT = 3260
 DEFAULT_HOST_TYPE = 'Linux'
 

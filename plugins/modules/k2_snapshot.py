@@ -21,7 +21,7 @@ description:
   - O(state=restored) restores the volume group's volumes from the snapshot. This overwrites their data, so it is
     refused while any volume of the group is mapped to a host, unless O(force=true).
 author:
-  - Kaminario K2 collection contributors
+  - Kaminario K2 collection contributors (@kaminario-k2)
 extends_documentation_fragment:
   - kaminario.k2.k2
   - kaminario.k2.k2.attributes
@@ -49,7 +49,7 @@ options:
       - V(absent) deletes it. A view still mapped to a host, or a snapshot that still has views, is refused; unmap
         the view with M(kaminario.k2.k2_host_mapping) or delete the views first.
       - V(restored) restores the volume group from the existing snapshot (K2 C(last_restored_from)). The task is
-        idempotent: when K2 reports that the group was last restored from this snapshot, nothing is done. Data
+        idempotent - when K2 reports that the group was last restored from this snapshot, nothing is done. Data
         written after that restore is not detected; to restore from the same snapshot again, restore from
         another snapshot first or take a new one.
     type: str
@@ -560,8 +560,8 @@ class K2Snapshot(K2Module):
         plan = self.plan(current, desired, state='present', resource='volume group')
         if plan.changed:
             self.check_unmapped(group)
-        self.apply(plan, update=lambda cur, changes: self.client.update('volume_groups', group['id'],
-                                                                         {'last_restored_from': make_ref('snapshots', snap['id'])}))
+        restore = {'last_restored_from': make_ref('snapshots', snap['id'])}
+        self.apply(plan, update=lambda cur, changes: self.client.update('volume_groups', group['id'], restore))
         result = {'snapshot': self.result_of(snap)}
         if plan.changed:
             result['restored_from'] = snap['name']
