@@ -20,7 +20,7 @@ description:
   - The module never sends one request per object. References between objects (a volume's group, a mapping's host
     and volume, a snapshot's retention policy) are resolved to names from the lists it reads anyway, or from one
     paged name list per referenced resource. Gathering O(gather_subset=all) on an array with N objects costs about
-    N / O(page_size) requests plus a constant (about 15).
+    N / O(page_size) requests plus a constant (about 17).
   - The results are returned as C(ansible_facts.k2) and also as the plain return value RV(k2).
   - Only reads; a user with a read-only role is enough.
 author:
@@ -105,10 +105,6 @@ notes:
     C(<field>_id); references to resources without names (statistics, ports) are returned as their path, such as
     C(/system/net_ports/2). Fields that can point at several kinds of objects carry the kind in C(<field>_type).
   - Gathering a large array returns a large result; use O(fields) and O(filters) to keep it small.
-seealso:
-  - name: Kaminario K2 REST API reference
-    description: The query language, resources and fields (shipped with the collection's documentation).
-    link: https://github.com/example/kaminario.k2
 '''
 
 EXAMPLES = r'''
@@ -689,6 +685,7 @@ class K2Facts(K2Module):
         self._partial = {}      # resource -> objects: lists read with filters or fields
         self._names = {}        # resource -> objects (id, name): name lists read for joins
         self._known = {}        # resource -> objects (id, name): objects found by name for reference filters
+        self._indexes = {}      # (kind, resource, length) -> {id: name}
 
     # ------------------------------------------------------------- options
 
@@ -791,18 +788,28 @@ class K2Facts(K2Module):
         """Name of an object: from a list already read, else from one paged name list of the resource (read once)."""
         if resource not in NAMED_RESOURCES:
             return None
-        for source in (self._lists, self._names):
+        complete = None
+        for kind, source in (('lists', self._lists), ('names', self._names)):
             if resource in source:
-                return _find_name(source[resource], obj_id)
-        for source in (self._partial, self._known):
-            found = _find_name(source.get(resource, ()), obj_id)
+                complete = self._index(kind, resource, source[resource])
+        if complete is not None:
+            return complete.get(obj_id)
+        for kind, source in (('partial', self._partial), ('known', self._known)):
+            found = self._index(kind, resource, source.get(resource, ())).get(obj_id)
             if found is not None:
                 return found
         try:
             self._names[resource] = self._search(resource, fields=['name'])
         except K2NotFoundError:
             self._names[resource] = []
-        return _find_name(self._names[resource], obj_id)
+        return self._index('names', resource, self._names[resource]).get(obj_id)
+
+    def _index(self, kind, resource, objects):
+        """``{id: name}`` of a list, built once (joins stay linear in the number of objects)."""
+        key = (kind, resource, len(objects))
+        if key not in self._indexes:
+            self._indexes[key] = dict((o.get('id'), o.get('name')) for o in objects)
+        return self._indexes[key]
 
     # ------------------------------------------------------------- shaping
 
@@ -929,13 +936,6 @@ class K2Facts(K2Module):
             'net_ips': net_ips,
             'fc_ports': fc_ports,
         }
-
-
-def _find_name(objects, obj_id):
-    for obj in objects:
-        if obj.get('id') == obj_id:
-            return obj.get('name')
-    return None
 
 
 def main():

@@ -336,8 +336,7 @@ def test_gathering_the_lists_joins_from_them_with_no_extra_request(k2_server, co
 def test_replication_missing_on_the_array_gives_empty_lists(k2_server, conn, capsys):
     not_found = error('unknown resource')
     k2_server.register(
-        page('replication/peer_k2arrays', hits([{'id': 1, 'name': 'dr', 'mgmt_host': '10.0.1.5', 'password': 'x',
-                                                  'local_password': 'y'}])),
+        page('replication/peer_k2arrays', hits([{'id': 1, 'name': 'dr', 'mgmt_host': '10.0.1.5', 'password': 'x', 'local_password': 'y'}])),
         page('replication/sessions', hits([{'id': 3, 'name': 'ssn-1', 'state': 'in_sync',
                                             'replication_peer_k2array': ref('replication/peer_k2arrays', 1),
                                             'local_volume_group': ref('volume_groups', 5), 'retention_policy': None}])),
@@ -387,8 +386,8 @@ def test_k2_error_becomes_a_clear_failure(k2_server, conn, capsys):
 @pytest.mark.parametrize('requested, expected', [
     (['system', 'capacity'], ['system', 'capacity']),
     (['all'], list(k2_facts.ALL_SUBSETS)),
-    (['all', '!snapshots', '!replication'], ['system', 'capacity', 'volumes', 'volume_groups', 'hosts', 'host_groups', 'mappings',
-                                               'network']),
+    (['all', '!snapshots', '!replication'],
+     ['system', 'capacity', 'volumes', 'volume_groups', 'hosts', 'host_groups', 'mappings', 'network']),
     (['!capacity'], ['system']),
     (['mappings', 'volumes', 'volumes'], ['volumes', 'mappings']),
     (['volumes', '!volumes'], []),
