@@ -5,7 +5,7 @@ import pytest
 import requests
 from requests.exceptions import HTTPError
 
-from conftest import make_endpoint
+from k2sim_testlib import make_endpoint
 
 
 def test_bad_credentials_give_401_and_krest_fails_fast(sim):

@@ -9,7 +9,7 @@ import threading
 
 import krest
 
-from conftest import make_endpoint
+from k2sim_testlib import make_endpoint
 
 GIB = 2 ** 20   # KiB
 

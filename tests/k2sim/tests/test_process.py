@@ -13,7 +13,7 @@ import pytest
 import requests
 import trustme
 
-from conftest import make_endpoint
+from k2sim_testlib import make_endpoint
 
 
 def run_cli(*args, timeout=20):
