@@ -405,3 +405,46 @@ def test_checks_return_what_is_sent():
     assert check_ratio('1') == 1.0 and check_ratio('auto') == 'auto'
     with pytest.raises(FactsError):
         check_ratio('-2')
+
+
+def test_reference_filter_names_resolve_across_kinds_and_known_names_are_reused(k2_server, conn, capsys):
+    """A mapping's volume may be a volume or a view: names are looked up in both, in one request each."""
+    k2_server.register(
+        page('volumes', hits([{'id': 2, 'name': 'db-1'}]), fields=['id', 'name'], name__in='db-1,vg:view'),
+        page('snapshots', hits([{'id': 7, 'name': 'vg:view'}]), fields=['id', 'name'], name__in='db-1,vg:view'),
+        page('mappings', hits(MAPPINGS[:2]), **{'volume.ref__in': '/volumes/2,/snapshots/7'}),
+        # Hosts were not named in the filter: one name list each, nothing per mapping.
+        page('hosts', hits([{'id': 4, 'name': 'h1'}]), fields=['id', 'name']),
+        page('host_groups', hits([{'id': 1, 'name': 'rac'}]), fields=['id', 'name']),
+    )
+    result, failed = run(dict(conn, gather_subset=['mappings'], filters={'mappings': {'volume': ['db-1', 'vg:view']}}), capsys)
+    assert not failed, result
+    assert result['k2']['mappings'] == JOINED[:2]
+
+
+def test_neq_on_an_unknown_name_is_dropped_and_paths_pass_unchanged(k2_server, conn, capsys):
+    k2_server.register(
+        page('volume_groups', hits([]), fields=['id', 'name'], name__in='gone'),
+        page('volumes', hits([]), **{'last_restored_from.ref': '/snapshots/9'}),
+    )
+    result, failed = run(dict(conn, gather_subset=['volumes'],
+                              filters={'volumes': {'volume_group__neq': 'gone', 'last_restored_from': '/snapshots/9'}}), capsys)
+    assert not failed, result
+    assert result['k2']['volumes'] == []
+
+
+def test_host_fields_without_initiators_skip_the_initiator_lists(k2_server, conn, capsys):
+    k2_server.register(
+        page('hosts', hits([{'id': 4, 'name': 'h1', 'type': 'Linux'}]), fields=['id', 'name', 'type']),
+    )
+    result, failed = run(dict(conn, gather_subset=['hosts'], fields={'hosts': 'type'}), capsys)
+    assert not failed, result
+    assert result['k2']['hosts'] == [{'id': 4, 'name': 'h1', 'type': 'Linux'}]
+    assert result['k2_requests']['total'] == 1
+
+
+def test_reference_path_of_the_wrong_kind_is_refused(k2_server, conn, capsys):
+    result, failed = run(dict(conn, gather_subset=['volumes'], filters={'volumes': {'volume_group': '/hosts/3'}}), capsys)
+    assert failed
+    assert "'volume_group' points at volume_groups, not hosts" in result['msg']
+    assert k2_server.received == []
