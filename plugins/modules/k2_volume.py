@@ -384,7 +384,7 @@ import math
 import re
 from urllib.parse import quote
 
-from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import K2Error, make_ref, parse_ref, ref_id, ref_path
+from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import make_ref, parse_ref, ref_id, ref_path
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_module import K2Module
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_sizes import K2SizeError, format_kib, kib_to_bytes, kib_to_gib_ceil, size_to_kib
 
@@ -406,8 +406,10 @@ def dedicated_group_name(volume_name):
     return volume_name + DEDICATED_SUFFIX
 
 
-def chunk_values(values, budget=QUERY_BUDGET, max_values=QUERY_MAX_VALUES):
+def chunk_values(values, budget=None, max_values=None):
     """Split query values into lists whose comma-joined, URL-encoded text stays within ``budget``."""
+    budget = budget or QUERY_BUDGET
+    max_values = max_values or QUERY_MAX_VALUES
     chunk, used = [], 0
     for value in values:
         cost = len(quote(str(value), safe='')) + 3
@@ -609,23 +611,27 @@ class K2Volume(K2Module):
             names.update(n for n in (item.name, item.new_name, item.adopt_from) if n)
         for vol in self._search('volumes', 'name', names):
             self.volumes[vol['name']] = vol
-        # Group of every existing volume (by id), and every group name the plan may need (by name).
-        group_ids = set()
-        wanted_names = set()
-        for item in self.items:
-            vol = self._existing(item)
-            if vol is not None and vol.get('volume_group'):
-                group_ids.add(ref_id(vol['volume_group']))
-            if item.volume_group and (vol is None or item.adopt_from):
-                wanted_names.add(item.volume_group)
-            if item.volume_group is None:
-                if vol is None:
-                    wanted_names.add(dedicated_group_name(item.target if item.state == 'present' else item.name))
-                elif item.state == 'present' and (item.new_name or item.adopt_from):
-                    wanted_names.add(dedicated_group_name(item.target))
+        # The group of every existing volume (by id), then every group name the plan may need (by name): the group
+        # a new volume goes in, the name a dedicated group is renamed to, a dedicated group left without its volume.
+        group_ids = set(ref_id(vol['volume_group']) for vol in (self._existing(i) for i in self.items)
+                        if vol is not None and vol.get('volume_group'))
         if group_ids:
             for group in self._search('volume_groups', 'id', group_ids):
                 self.groups[group['id']] = group
+        wanted_names = set()
+        for item in self.items:
+            vol = self._existing(item)
+            group = self._group_of(vol) if vol is not None else None
+            if vol is None:
+                if item.volume_group:
+                    wanted_names.add(item.volume_group)
+                else:
+                    wanted_names.add(dedicated_group_name(item.target if item.state == 'present' else item.name))
+            elif item.state == 'present' and group is not None and vol['name'] != item.target:
+                if item.adopt_from and vol['name'] == item.adopt_from:
+                    wanted_names.add(item.volume_group or dedicated_group_name(item.name))
+                elif item.volume_group is None and group['name'] == dedicated_group_name(vol['name']):
+                    wanted_names.add(dedicated_group_name(item.target))
         wanted_names -= set(g['name'] for g in self.groups.values())
         if wanted_names:
             for group in self._search('volume_groups', 'name', wanted_names):
@@ -928,12 +934,6 @@ class K2Volume(K2Module):
             self.client.bulk_delete(resource, chunk, chunk_size=len(chunk))
             self._wrote()
 
-    def _step(self, what, func, *args):
-        try:
-            return func(*args)
-        except K2Error as exc:
-            self.fail_error(what, exc)
-
     def _execute(self):
         created_groups = {}
         pending = {}         # group name -> id: groups created by this task that hold no new volume yet
@@ -1047,15 +1047,16 @@ class K2Volume(K2Module):
     def work(self):
         try:
             self.items = self._items()
-            self._read()
-            for item in self.items:
-                self._plan_item(item)
-            self._finish_plan()
+            with self.step('read the volumes and their groups'):
+                self._read()
+                for item in self.items:
+                    self._plan_item(item)
+                self._finish_plan()
         except VolumeError as exc:
             self.fail(str(exc))
         if self.result['changed'] and self.writes_allowed():
-            self._step('Could not change the volumes' if self.list_form else "Could not change volume '%s'" % self.items[0].target,
-                       self._execute)
+            with self.step('change the volumes' if self.list_form else "change volume '%s'" % self.items[0].target):
+                self._execute()
         views = [self._view(i, after=True) for i in self.items]
         if self.list_form:
             diff = {'before': dict((i.target, self._diff_view(self._view(i, after=False))) for i in self.items),
