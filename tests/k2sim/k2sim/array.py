@@ -65,6 +65,8 @@ class Array(object):
         self.db_path = os.path.join(data_dir, "k2sim.sqlite3")
         self.store = Store(self.db_path, RESOURCES)
         self.sequence_floor = {}
+        # Every array of the process by name, set by the server: replication will reach its peers through it.
+        self.peers = {}
         if self.store.meta.get("seeded") != "1":
             with self.store.txn():
                 self._seed()
@@ -238,6 +240,16 @@ class Array(object):
         return self.store.next_id("scsi_suffix")
 
     # ----- generic CRUD entry points -----------------------------------------------------
+    def _hook(self, kind, res, required=True):
+        """The behaviour of one resource: method _<kind>_<res> with "/" as "_" (e.g. _create_volumes).
+
+        A new resource (replication/sessions: _create_replication_sessions ...) is a schema entry plus these methods.
+        """
+        hook = getattr(self, "_%s_%s" % (kind, res.replace("/", "_")), None)
+        if hook is None and required:
+            raise ApiError("MC_ERR_METHOD_NOT_ALLOWED", "k2sim does not implement %s on %s" % (kind, res))
+        return hook
+
     def create(self, res, body, user):
         spec = RESOURCES[res]
         if "POST" not in spec.methods:
@@ -254,7 +266,7 @@ class Array(object):
                     raise invalid("POST %s: the field %r is mandatory" % (res, fname))
                 continue
             values[fname] = self._coerce(res, fname, fspec, raw)
-        return getattr(self, "_create_" + res)(values, user)
+        return self._hook("create", res)(values, user)
 
     def patch(self, res, oid, body, user, bulk=False):
         spec = RESOURCES[res]
@@ -287,14 +299,14 @@ class Array(object):
                     raise ApiError("MC_ERR_FORBIDDEN_CHANGE", "%s.%s cannot be changed after creation" % (res, fname))
         if not changes:
             return obj
-        return getattr(self, "_patch_" + res.replace("/", "_"))(obj, changes, user)
+        return self._hook("patch", res)(obj, changes, user)
 
     def delete(self, res, oid, user):
         spec = RESOURCES[res]
         if "DELETE" not in spec.methods:
             raise ApiError("MC_ERR_METHOD_NOT_ALLOWED", "%s does not support DELETE" % res)
         obj = self._must_get(res, oid)
-        getattr(self, "_delete_" + res)(obj, user)
+        self._hook("delete", res)(obj, user)
 
     # ----- search and render ---------------------------------------------------------------
     def _rewrite_filter(self, res):
@@ -371,7 +383,7 @@ class Array(object):
         out = {}
         for fname, fspec in spec.fields.items():
             out[fname] = None if fspec.computed else obj.get(fname, fspec.default)
-        hook = getattr(self, "_render_" + res.replace("/", "_"), None)
+        hook = self._hook("render", res, required=False)
         if hook is not None:
             hook(obj, out, ctx)
         for fname in spec.ref_names:

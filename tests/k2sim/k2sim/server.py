@@ -93,6 +93,8 @@ async def serve(data_dir, arrays, users, admin=None, cert=None, key=None):
         svc = ArrayService(name, os.path.join(data_dir, name), users)
         svc.listener = Listener(svc, host, port, certfile, keyfile)
         services[name] = svc
+    for svc in services.values():
+        svc.array.peers = dict((name, other.array) for name, other in services.items() if other is not svc)
     listeners = []
     for svc in services.values():
         await svc.listener.start()

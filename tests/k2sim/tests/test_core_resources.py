@@ -1,5 +1,8 @@
 """Discovery, system resources, volume groups and volumes, driven through krest 1.3.8."""
 
+import io
+import json
+
 import pytest
 import requests
 from requests.exceptions import HTTPError
@@ -281,3 +284,25 @@ def test_events_record_changes(ep, mk):
 def test_plain_requests_without_tls_trust_fail(sim):
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(sim.api(), auth=("admin", "admin"), verify=True, timeout=5)
+
+
+def test_dump_all(ep, mk):
+    vol = mk.volume(size=1024)
+    buf = io.BytesIO()
+    ep.dump_all(buf, pretty=True)
+    data = json.loads(buf.getvalue())
+    assert vol.name in [v["name"] for v in data["volumes"]]
+    assert set(data) >= {"volumes", "volume_groups", "system/state"}
+    assert b"\n  " in buf.getvalue()
+
+
+def test_backing_through_a_host_group(sim, ep, mk, uniq):
+    group = ep.new("host_groups", name=uniq("hg")).save()
+    host = mk.host(host_group=group)
+    vg = mk.vg()
+    mk.volume(vg, size=1024)
+    view = mk.snapshot(mk.snapshot(vg), exposable=True)
+    m = ep.new("mappings", volume=view, host=group).save()
+    info = sim.admin_get("/arrays/a/backing", params={"host": host.name, "view": view.name})
+    assert info["lun"] == m.lun and info["mapping"] == "/mappings/%d" % m.id
+    assert len(info["devices"]) == 1 and info["path"] == info["devices"][0]["path"]
