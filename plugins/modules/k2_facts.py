@@ -588,14 +588,15 @@ def check_filters(subset, filters):
         if is_ref and targets is None:
             raise FactsError("%s: '%s' is not a reference field, so '.ref' does not apply; reference fields of %s: %s."
                              % (where, field, spec['resource'], ', '.join(sorted(spec['refs'])) or 'none'))
-        if isinstance(value, dict) and 'ref' not in value:
-            raise FactsError("%s: a filter value must be a string, number, boolean or list, not a dictionary." % where)
+        if isinstance(value, dict) and ('ref' not in value or targets is None):
+            raise FactsError("%s: a filter value must be a string, number, boolean or list%s, not a dictionary."
+                             % (where, ' (or {ref: path} on a reference field)' if targets is None else ''))
         if isinstance(value, (list, tuple)):
             if modifier not in LIST_MODIFIERS + ('eq',):
                 raise FactsError("%s: a list value needs no modifier or __in; __%s takes one value." % (where, modifier))
             if not value:
                 raise FactsError("%s: the list is empty, so nothing could match; give at least one value." % where)
-            if any(isinstance(v, (list, tuple)) or (isinstance(v, dict) and 'ref' not in v) for v in value):
+            if any(isinstance(v, (list, tuple)) or (isinstance(v, dict) and ('ref' not in v or targets is None)) for v in value):
                 raise FactsError("%s: list elements must be strings, numbers or booleans." % where)
         if targets is not None and modifier not in REF_MODIFIERS:
             raise FactsError("%s: '%s' is a reference; compare it with a name, id or path (no modifier, __in or __neq), "
@@ -745,6 +746,9 @@ class K2Facts(K2Module):
         refs, names = [], []
         for value in values:
             text = _ref_text(value)
+            if _is_ref(value) and not (isinstance(text, str) and text.startswith('/')):
+                raise FactsError("filters: '%s' value %r is not a reference; write {ref: /%s/3}, or give a name."
+                                 % (field, value, (targets or ('volumes',))[0]))
             if isinstance(text, bool):
                 raise FactsError("filters: '%s' is a reference; give a name, id or path, not %r." % (field, value))
             if isinstance(text, int) or (isinstance(text, str) and text.isdigit()):
