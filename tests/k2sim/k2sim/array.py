@@ -4,6 +4,7 @@ Everything here runs synchronously on the event loop (one request at a time
 per process), inside a store transaction opened by the API layer.
 """
 
+import fcntl
 import hashlib
 import os
 import re
@@ -62,6 +63,7 @@ class Array(object):
         self.data_dir = data_dir
         self.blob_dir = os.path.join(data_dir, "data")
         os.makedirs(self.blob_dir, exist_ok=True)
+        self._lock_data_dir()
         self.db_path = os.path.join(data_dir, "k2sim.sqlite3")
         self.store = Store(self.db_path, RESOURCES)
         self.sequence_floor = {}
@@ -71,6 +73,21 @@ class Array(object):
             with self.store.txn():
                 self._seed()
         self._repair_files()
+
+    def _lock_data_dir(self):
+        """One process per array directory: a second one would serve a stale cache of the same database."""
+        self._lock_file = open(os.path.join(self.data_dir, "k2sim.lock"), "a+")  # pylint: disable=consider-using-with
+        try:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_file.seek(0)
+            owner = self._lock_file.read().strip() or "unknown"
+            self._lock_file.close()
+            raise OSError("the data directory %s is in use by another k2sim process (pid %s)" % (self.data_dir, owner))
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
 
     # ----- files ---------------------------------------------------------------
     def volume_path(self, vid):

@@ -192,3 +192,11 @@ def test_sigkill_during_writes_leaves_a_consistent_store(tmp_path, new_sim):
     assert ep2.get("volume_groups", vg.id).volumes_count == len(vols)
     # and the array keeps working
     ep2.new("volumes", name="after-crash", size=1024, volume_group=vg).save()
+
+
+def test_a_data_directory_serves_one_process_only(tmp_path, new_sim):
+    data = tmp_path / "shared-dir"
+    first = new_sim(data)
+    res = run_cli("serve", "--data-dir", str(data), "--array", "a@127.0.0.1:0")
+    assert res.returncode == 1 and "in use by another k2sim process (pid %d)" % first.proc.pid in res.stderr
+    assert first.endpoint().search("volumes", name="CTRL").total == 1
