@@ -682,7 +682,7 @@ class K2Facts(K2Module):
             max_over_subscription_ratio=dict(type='str', default='20.0'),
             auto_calc_max_oversubscription_ratio=dict(type='bool', default=False),
         ))
-        self._lists = {}        # resource -> (objects, complete): what was read for the subsets
+        self._lists = {}        # resource -> objects: complete lists read (no filters, all fields)
         self._partial = {}      # resource -> objects: lists read with filters or fields
         self._names = {}        # resource -> objects (id, name): name lists read for joins
         self._known = {}        # resource -> objects (id, name): objects found by name for reference filters

@@ -451,3 +451,16 @@ def test_reference_path_of_the_wrong_kind_is_refused(k2_server, conn, capsys):
     assert failed
     assert "'volume_group' points at volume_groups, not hosts" in result['msg']
     assert k2_server.received == []
+
+
+@pytest.mark.parametrize('count, page_size', [(0, 1), (1, 1), (3, 1), (99, 100), (100, 100), (101, 100), (250, 7), (9998, 9999)])
+def test_paging_reads_every_object_in_ceil_count_over_page_size_requests(k2_server, conn, capsys, count, page_size):
+    groups = [{'id': i, 'name': 'vg-%d' % i} for i in range(1, count + 1)]
+    pages = [groups[start:start + page_size] for start in range(0, count, page_size)] or [[]]
+    for number, chunk in enumerate(pages):
+        offset = number * page_size
+        k2_server.register(page('volume_groups', hits(chunk, total=count, limit=page_size, offset=offset), offset=offset, limit=page_size))
+    result, failed = run(dict(conn, gather_subset=['volume_groups'], page_size=page_size), capsys)
+    assert not failed, result
+    assert [g['id'] for g in result['k2']['volume_groups']] == list(range(1, count + 1))
+    assert result['k2_requests']['total'] == max(1, -(-count // page_size))
