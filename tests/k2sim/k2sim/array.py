@@ -351,7 +351,7 @@ class Array(object):
                 ids = [int(v) for v in flt.values if isinstance(v, float) and v.is_integer()]
                 candidates = [o for o in (self.store.get(res, i) for i in sorted(set(ids))) if o is not None]
                 break
-            if flt.field == spec.unique and flt.op == "eq":
+            if flt.field == spec.unique and flt.op == "eq" and flt.values[0] is not None:
                 o = self.store.by_ukey(res, str(flt.values[0]))
                 candidates = [o] if o is not None else []
                 break

@@ -129,3 +129,11 @@ def test_krest_reports_error_msg(ep):
 def test_pretty_output(sim, http):
     r = http.get(sim.api() + "/system/state", params={"__pretty": ""})
     assert r.status_code == 200 and "\n  " in r.text
+
+
+def test_null_filters(ep, mk, uniq):
+    vg = mk.vg()
+    assert ep.search("volume_groups", name=vg.name, quota="null").total == 1
+    assert ep.search("volume_groups", name="None").total == 0
+    assert ep.search("volumes", volume_group="null", name="CTRL").total == 1    # CTRL has no volume group
+    assert ep.search("volumes", name="null").total == 0
