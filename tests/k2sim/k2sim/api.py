@@ -42,7 +42,8 @@ def error_response(err, headers=None):
 class Faults(object):
     """Fault injection settings of one array (see the README, "Admin API")."""
 
-    FIELDS = ("latency_ms", "error_500_rate", "busy_rate", "busy_code", "drop_rate", "lose_next_create_response", "down", "seed")
+    FIELDS = ("latency_ms", "error_500_rate", "busy_rate", "busy_code", "drop_rate", "toofast_rate",
+              "lose_next_create_response", "down", "seed")
 
     def __init__(self):
         self.reset()
@@ -53,6 +54,7 @@ class Faults(object):
         self.busy_rate = 0.0
         self.busy_code = "MC_ERR_BUSY"
         self.drop_rate = 0.0
+        self.toofast_rate = 0.0
         self.lose_next_create_response = False
         self.down = False
         self.seed = None
@@ -67,7 +69,7 @@ class Faults(object):
         for key, value in values.items():
             if key not in self.FIELDS:
                 raise ValueError("unknown fault %r (known: %s)" % (key, ", ".join(self.FIELDS)))
-            if key in ("error_500_rate", "busy_rate", "drop_rate"):
+            if key in ("error_500_rate", "busy_rate", "drop_rate", "toofast_rate"):
                 value = float(value)
                 if not 0.0 <= value <= 1.0:
                     raise ValueError("%s must be between 0 and 1, got %r" % (key, value))
@@ -84,17 +86,17 @@ class Faults(object):
             elif key == "seed" and value is not None:
                 value = int(value)
             new[key] = value
-        total = new["error_500_rate"] + new["busy_rate"] + new["drop_rate"]
+        total = new["error_500_rate"] + new["busy_rate"] + new["drop_rate"] + new["toofast_rate"]
         if total > 1.0:
-            raise ValueError("error_500_rate + busy_rate + drop_rate must not exceed 1, got %s" % total)
+            raise ValueError("error_500_rate + busy_rate + drop_rate + toofast_rate must not exceed 1, got %s" % total)
         for key, value in new.items():
             setattr(self, key, value)
         if "seed" in values:
             self.rng = random.Random(self.seed)
 
     def roll(self):
-        """Decide the fault of one request: None, "drop", "500" or "busy"."""
-        if not (self.drop_rate or self.error_500_rate or self.busy_rate):
+        """Decide the fault of one request: None, "drop", "500", "busy" or "429"."""
+        if not (self.drop_rate or self.error_500_rate or self.busy_rate or self.toofast_rate):
             return None
         u = self.rng.random()
         if u < self.drop_rate:
@@ -105,6 +107,9 @@ class Faults(object):
         u -= self.error_500_rate
         if u < self.busy_rate:
             return "busy"
+        u -= self.busy_rate
+        if u < self.toofast_rate:
+            return "429"
         return None
 
 
@@ -158,10 +163,12 @@ class ArrayService(object):
                 if abort_connection(send):
                     return
                 raise RuntimeError("cannot drop the connection with this server")
-            if fault in ("500", "busy"):
+            if fault in ("500", "busy", "429"):
                 entry["fault"] = fault
                 if fault == "500":
                     err = ApiError("MC_ERR_INTERNAL", "injected internal error")
+                elif fault == "429":
+                    err = ApiError("MC_ERR_TOO_MANY_REQUESTS", "too many requests; slow down and retry")
                 else:
                     err = ApiError(faults.busy_code, faults.busy_code, status=400)
                 entry["status"] = err.status

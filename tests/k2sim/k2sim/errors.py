@@ -21,6 +21,7 @@ CODES = {
     "MC_ERR_PERMISSION_DENIED": (403, "the user's role does not allow this (read_only users may only GET)"),
     "MC_ERR_NOT_FOUND": (404, "no object with that id, or no such resource"),
     "MC_ERR_METHOD_NOT_ALLOWED": (405, "the resource does not support this method"),
+    "MC_ERR_TOO_MANY_REQUESTS": (429, "request rate exceeded (fault injection)"),
     "MC_ERR_SEQUENCE": (409, "X-K2-Sequence numbers are not all greater than the last accepted ones"),
     "MC_ERR_INTERNAL": (500, "internal server error (fault injection)"),
 }

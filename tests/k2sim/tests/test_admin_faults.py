@@ -98,6 +98,17 @@ def test_busy_errors_look_like_the_array(b, uniq, code):
     assert ep.search("volume_groups", name=name).total == 0
 
 
+def test_too_many_requests(b):
+    ep = b.endpoint("b")
+    faults(b, toofast_rate=1.0)
+    with pytest.raises(HTTPError) as exc:
+        ep.search("volumes", __limit=1)
+    resp = exc.value.response
+    assert resp.status_code == 429 and resp.json()["error_code"] == "MC_ERR_TOO_MANY_REQUESTS"
+    faults(b, toofast_rate=0.0)
+    assert ep.search("volumes", __limit=1).total >= 1
+
+
 def test_dropped_connections(b):
     ep = b.endpoint("b")
     faults(b, drop_rate=1.0)
