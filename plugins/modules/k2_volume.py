@@ -21,12 +21,12 @@ description:
     deleted by this module.
   - Idempotent. A run that changes nothing sends only reads, usually two requests for a single volume (the volume
     and its group); an unmapped volume needs no more, a mapped one two more (its mappings and the host names).
-  - With O(volumes), many volumes are handled in one task: one chunked read plans them all (K2 C(name__in)
+  - With O(volumes), many volumes are handled in one task. One chunked read plans them all (K2 C(name__in)
     searches), every item is validated before anything is written, and the changes go to the array as
     C(__bulk) requests, so a thousand volumes cost a handful of requests.
   - Sizes only grow. A smaller O(size) fails and changes nothing.
 author:
-  - Kaminario K2 collection contributors
+  - Kaminario K2 collection contributors (@kaminario-k2)
 extends_documentation_fragment:
   - kaminario.k2.k2
   - kaminario.k2.k2.attributes
@@ -62,7 +62,7 @@ options:
     description:
       - Name of the volume group that holds the volume.
       - When the group does not exist, the module creates it (with O(dedup)) unless O(create_group=false).
-        Such a group is not dedicated: it stays when the volume is deleted.
+        Such a group is not dedicated, it stays when the volume is deleted.
       - When not given, a new volume gets its dedicated group C(<name>_vg), created with it and deleted with it.
       - For an existing volume, the group is checked, never changed. A volume in another group fails;
         moving volumes between groups is not done by this module.
@@ -80,7 +80,7 @@ options:
       - Whether the volume's group deduplicates data (the group's C(is_dedup)).
       - Used when the module creates a group; a new group deduplicates when this is not set (as Cinder does).
       - For an existing group, a different value fails and changes nothing. K2 cannot change the dedup
-        setting of a group; move the data with the P(kaminario.k2.migrate#role) role instead.
+        setting of a group; move the data with the C(kaminario.k2.migrate) role instead.
       - When not set, the dedup setting of an existing group is not checked.
       - With O(volumes), the default of the items.
     type: bool
@@ -232,10 +232,10 @@ EXAMPLES = r'''
       ansible.builtin.debug:
         msg: "{{ adopted.adopted.size_gib }}"
 
-    - name: One task for a thousand volumes (a few bulk requests)
+    - name: One task for a thousand volumes, a few bulk requests (scratch_volumes is a list of {name, size}, from inventory)
       kaminario.k2.k2_volume:
         size: 10GiB
-        volumes: "{{ range(1, 1001) | map('string') | map('regex_replace', '^', 'scratch-') | map('community.general.dict_kv', 'name') | list }}"
+        volumes: "{{ scratch_volumes }}"
 
     - name: Delete a volume even though it is mapped and has snapshots
       kaminario.k2.k2_volume:
@@ -380,7 +380,6 @@ k2_requests:
   sample: {"total": 2, "GET": 2}
 '''
 
-import math
 import re
 from urllib.parse import quote
 
@@ -789,8 +788,8 @@ class K2Volume(K2Module):
         vol_ref = make_ref('volumes', vol['id'])
         reason = None
         if item.dedup is not None and bool(group.get('is_dedup')) != item.dedup:
-            reason = 'its volume group %s has dedup %s and dedup is %s' % (group['name'], str(bool(group.get('is_dedup'))).lower(),
-                                                                         str(item.dedup).lower())
+            reason = 'its volume group %s has dedup %s and dedup is %s' % (
+                group['name'], str(bool(group.get('is_dedup'))).lower(), str(item.dedup).lower())
         elif group.get('replication_session'):
             reason = 'its volume group %s is replicated (replication session %s)' % (group['name'], ref_path(group['replication_session']))
         elif self.client.count('mappings', {'volume': vol_ref}) != 0:
@@ -887,8 +886,8 @@ class K2Volume(K2Module):
         return self.hosts.get(path, path)
 
     def _describe_mappings(self, mappings):
-        return ', '.join('%s %s (LUN %s)' % ('host group' if ref_path(m['host']).startswith('/host_groups/') else 'host',
-                                            self._host_name(m), m.get('lun')) for m in mappings)
+        return ', '.join('%s %s (LUN %s)' % ('host group' if ref_path(m['host']).startswith('/host_groups/') else 'host', self._host_name(m), m.get('lun'))
+                         for m in mappings)
 
     # ------------------------------------------------------------------ writing
 
