@@ -93,6 +93,10 @@ _REF_RE = re.compile(r'^/(?P<resource>[a-z0-9_]+(?:/[a-z0-9_]+)*)/(?P<id>[0-9]+)
 
 # --------------------------------------------------------------------------- refs
 
+class K2ReferenceError(ValueError):
+    """A value that cannot be turned into a K2 reference (a user error, not an array error)."""
+
+
 def make_ref(resource, obj_id):
     """Return the K2 reference object ``{"ref": "/<resource>/<id>"}``."""
     return {'ref': '/%s/%d' % (resource.strip('/'), int(obj_id))}
@@ -117,7 +121,8 @@ def ref_path(value, resource=None):
         return make_ref(resource, value)['ref']
     elif isinstance(value, str) and value.isdigit() and resource:
         return make_ref(resource, int(value))['ref']
-    raise ValueError('Cannot make a K2 reference from %r%s' % (value, ' (resource %s)' % resource if resource else ''))
+    raise K2ReferenceError('Cannot make a K2 reference from %r%s: give a name, an id or a path such as /volumes/3'
+                           % (value, ' (resource %s)' % resource if resource else ''))
 
 
 def parse_ref(value):

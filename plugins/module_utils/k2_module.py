@@ -50,7 +50,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import (
     HAS_REQUESTS, REQUESTS_IMPORT_ERROR, DEFAULT_RETRIES, DEFAULT_RETRY_MAX_WAIT, DEFAULT_TIMEOUT,
-    K2Client, K2Error, ref_path,
+    K2Client, K2Error, K2ReferenceError, ref_path,
 )
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_naming import K2NamingError
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_sizes import K2SizeError, size_to_kib, format_kib
@@ -623,6 +623,6 @@ class K2Module(object):
             extra = (work or self.work)() or {}
         except K2Error as exc:
             self.fail_error('K2 request failed', exc)
-        except (K2PlanError, K2SizeError, K2NamingError) as exc:
+        except (K2PlanError, K2SizeError, K2NamingError, K2ReferenceError) as exc:
             self.fail_error('Invalid request', exc)
         self.exit(**extra)

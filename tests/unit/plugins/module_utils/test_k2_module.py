@@ -427,3 +427,23 @@ def test_rollback_does_nothing_on_success():
     with Rollback() as undo:
         undo.push('undo', calls.append, 'x')
     assert calls == [] and undo.report == []
+
+
+class DemoBadRef(K2Module):
+    """A module that filters by a user-given reference, as k2_facts does with its ``filters`` option."""
+
+    def __init__(self):
+        super(DemoBadRef, self).__init__(argument_spec=dict(group=dict(type='raw', required=True)))
+
+    def work(self):
+        return {'volumes': self.client.search('volumes', {'volume_group': self.params['group']})}
+
+
+def test_unusable_reference_fails_cleanly_before_any_request(capsys):
+    """A reference that cannot be built is a user error: fail_json naming the value, never a traceback."""
+    args = dict(group={'ref': 'garbage'}, k2_host='127.0.0.1:1', k2_username='a', k2_password='s3cr3t-pw')
+    result, failed = run_module(lambda: DemoBadRef().run(), args, capsys)
+    assert failed
+    assert "Cannot make a K2 reference from 'garbage'" in result['msg']
+    assert 'Traceback' not in json.dumps(result)
+    assert result['k2_requests'] == {'total': 0}
