@@ -131,7 +131,7 @@ options:
     description:
       - Manage many volumes in one task. Each item takes the same keys as the module (except O(adopt_from)); an
         item key that is not set takes the module-level option of the same name.
-      - Items may mix states. Two items may not name the same volume.
+      - Items may mix states. Two items may not name the same volume. An empty list changes nothing and sends no request.
       - All items are read and validated before anything is written; any invalid item fails the whole task
         with nothing changed, and the message names the item.
       - Mutually exclusive with O(name), O(new_name) and O(adopt_from).
@@ -528,8 +528,6 @@ class K2Volume(K2Module):
         if not self.list_form:
             specs = [(None, dict((k, p[k]) for k in ITEM_KEYS + ('name', 'new_name', 'adopt_from')))]
         else:
-            if not p['volumes']:
-                raise VolumeError('volumes is empty: give at least one item, each with a name.')
             specs = []
             for index, raw in enumerate(p['volumes']):
                 spec = dict(raw)
@@ -623,7 +621,8 @@ class K2Volume(K2Module):
             group = self._group_of(vol) if vol is not None else None
             if vol is None:
                 if item.volume_group:
-                    wanted_names.add(item.volume_group)
+                    if item.state == 'present':
+                        wanted_names.add(item.volume_group)
                 else:
                     wanted_names.add(dedicated_group_name(item.target if item.state == 'present' else item.name))
             elif item.state == 'present' and group is not None and vol['name'] != item.target:
@@ -1046,6 +1045,9 @@ class K2Volume(K2Module):
     def work(self):
         try:
             self.items = self._items()
+            if not self.items:
+                # An empty list (say, from an inventory variable with nothing in it) has nothing to do.
+                return {'volumes': [], 'diff': {'before': {}, 'after': {}}}
             with self.step('read the volumes and their groups'):
                 self._read()
                 for item in self.items:

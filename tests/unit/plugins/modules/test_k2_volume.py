@@ -494,6 +494,11 @@ def test_list_form_item_errors_name_the_item(k2_server, conn, capsys):
     assert k2_server.received == []
 
 
+def test_list_form_empty_list_is_a_no_op(k2_server, conn, capsys):
+    result, failed = run(dict(conn, volumes=[]), capsys)
+    assert not failed and not result['changed'] and result['volumes'] == [] and result['k2_requests'] == {'total': 0}
+
+
 def test_list_form_reads_in_chunks(k2_server, conn, capsys, monkeypatch):
     monkeypatch.setattr(k2_volume, 'QUERY_MAX_VALUES', 2)
     k2_server.register(
