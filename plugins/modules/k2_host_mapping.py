@@ -140,8 +140,8 @@ options:
     type: bool
     default: false
 notes:
-  - A no-change run reads the host, its IQNs and WWPNs, the listed volumes (and views, when any are listed) and the
-    mappings of the host, plus the array's iSCSI portals and target IQN or its FC ports for C(connection_info) -
+  - A no-change run reads the host, its IQNs and WWPNs, the listed volumes (and views with their volume images, when
+    any are listed) and the mappings of the host, plus the array's iSCSI portals and target IQN or its FC ports for C(connection_info) -
     seven REST requests for an iSCSI host. The result's C(k2_requests) shows the count.
   - Every check (unknown volume, bad IQN or WWPN, LUN collision, an IQN or WWPN owned by another host) is made
     before the first change, so a failing task changes nothing and check mode reports the same failure.
@@ -303,8 +303,26 @@ mappings:
       description: SCSI serial of the volume, when the volume was listed in the task; null for views.
       type: str
       sample: d5750001
+    volsnaps:
+      description:
+        - For a view listed in the task, its image of each volume of the volume group, with the SCSI serial the
+          host sees; null otherwise.
+      type: list
+      elements: dict
+      contains:
+        volume:
+          description: Name of the source volume.
+          type: str
+          sample: db01-data
+        scsi_sn:
+          description: SCSI serial of that image.
+          type: str
+          sample: d5750012
+      sample: null
   sample:
-    - {volume: db01-data, volume_id: 7, kind: volume, lun: 1, id: 11, scsi_sn: d5750001}
+    - {volume: db01-data, volume_id: 7, kind: volume, lun: 1, id: 11, scsi_sn: d5750001, volsnaps: null}
+    - {volume: "db-vg:nightly-view", volume_id: 12, kind: view, lun: 2, id: 14, scsi_sn: null,
+       volsnaps: [{volume: db01-data, scsi_sn: d5750012}]}
 connection_info:
   description:
     - For every listed volume or view (V(present) only), what Cinder's initialize_connection returns.
@@ -505,7 +523,18 @@ class K2HostMapping(K2Module):
                     self.fail("'%s' is a snapshot, not a view: only views can be mapped. Create a view of it with "
                               "kaminario.k2.k2_snapshot (exposable: true, source_snapshot: %s) and map that."
                               % (snap['name'], snap['name'].split(':', 1)[1]))
-                found[snap['name']] = {'ref': make_ref('snapshots', snap['id']), 'id': snap['id'], 'kind': 'view', 'scsi_sn': None}
+                found[snap['name']] = {'ref': make_ref('snapshots', snap['id']), 'id': snap['id'], 'kind': 'view', 'scsi_sn': None,
+                                       'volsnaps': []}
+            views = [v for v in found.values() if v['kind'] == 'view']
+            if views:
+                # A view holds one image (volsnap) per volume of its group, each with its own SCSI serial:
+                # what a host needs to find the view's devices. One request for every listed view.
+                by_ref = dict((ref_path(v['ref']), v) for v in views)
+                for image in self.client.search('volsnaps', {'snapshot': [v['ref'] for v in views]},
+                                                fields=['snapshot', 'short_name', 'scsi_sn']):
+                    owner = by_ref.get(ref_path(image['snapshot']))
+                    if owner is not None:
+                        owner['volsnaps'].append({'volume': image.get('short_name'), 'scsi_sn': image.get('scsi_sn')})
         missing = [n for n in names if n not in found]
         if missing and state == 'present':
             self.fail('Not on the array (option volumes): %s. Create the volumes first (kaminario.k2.k2_volume) and views '
@@ -830,9 +859,10 @@ class K2HostMapping(K2Module):
 
     @staticmethod
     def mapping_result(final, volumes):
-        serial = dict((ref_path(v['ref']), v.get('scsi_sn')) for v in volumes.values())
+        listed = dict((ref_path(v['ref']), v) for v in volumes.values())
         return [{'volume': e['name'], 'volume_id': e['volume_id'], 'kind': e['kind'], 'lun': e['lun'], 'id': e['id'],
-                 'scsi_sn': serial.get(e['ref'])} for e in final]
+                 'scsi_sn': listed.get(e['ref'], {}).get('scsi_sn'), 'volsnaps': listed.get(e['ref'], {}).get('volsnaps')}
+                for e in final]
 
     # ------------------------------------------------------------------ absent
 

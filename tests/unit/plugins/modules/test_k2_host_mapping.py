@@ -118,7 +118,7 @@ def test_create_host_named_from_iqn_with_iqn_and_mapping(k2_server, conn, capsys
     assert result['changed'] is True
     assert result['host'] == {'id': 4, 'name': IQN_HOST, 'type': 'Linux', 'host_group': None, 'iqns': [IQN], 'wwpns': [],
                               'named_from_initiator': True}
-    assert result['mappings'] == [{'volume': 'v1', 'volume_id': 7, 'kind': 'volume', 'lun': 1, 'id': 11, 'scsi_sn': 'd5750007'}]
+    assert result['mappings'] == [{'volume': 'v1', 'volume_id': 7, 'kind': 'volume', 'lun': 1, 'id': 11, 'scsi_sn': 'd5750007', 'volsnaps': None}]
     assert result['protocol'] == 'iscsi'
     assert result['connection_info'] == {'v1': iscsi_info(1)}
     assert [(a['action'], a['resource']) for a in result['actions']] == [('create', 'host'), ('create', 'host IQN'), ('create', 'mapping')]
@@ -135,7 +135,7 @@ def test_host_named_from_fqdn_by_default(k2_server, conn, capsys):
     assert result['changed'] is False
     # No volume listed: no connection_info, but every mapping of the host is returned.
     assert 'connection_info' not in result
-    assert result['mappings'] == [{'volume': 'v1', 'volume_id': 7, 'kind': 'volume', 'lun': 1, 'id': 11, 'scsi_sn': None}]
+    assert result['mappings'] == [{'volume': 'v1', 'volume_id': 7, 'kind': 'volume', 'lun': 1, 'id': 11, 'scsi_sn': None, 'volsnaps': None}]
 
 
 def idempotent_reads(k2_server):
@@ -242,7 +242,7 @@ def test_exclusive_removes_unlisted_mappings_first(k2_server, conn, capsys):
     result, failed = run(conn, capsys, host='h1', exclusive=True, volumes=[{'name': 'v1', 'lun': 1}])
     assert not failed, result
     assert [(a['action'], a['name']) for a in result['actions']] == [('delete', 'old'), ('delete', 'vg1:view'), ('create', 'v1')]
-    assert result['mappings'] == [{'volume': 'v1', 'volume_id': 7, 'kind': 'volume', 'lun': 1, 'id': 13, 'scsi_sn': 'd5750007'}]
+    assert result['mappings'] == [{'volume': 'v1', 'volume_id': 7, 'kind': 'volume', 'lun': 1, 'id': 13, 'scsi_sn': 'd5750007', 'volsnaps': None}]
 
 
 def test_view_is_mapped_by_its_snapshot_ref(k2_server, conn, capsys):
@@ -253,6 +253,9 @@ def test_view_is_mapped_by_its_snapshot_ref(k2_server, conn, capsys):
     k2_server.register(
         ('GET', 'snapshots', paged({'name__in': 'vg1:view'}, 'id,name,is_exposable'), None, 200,
          hits([{'id': 6, 'name': 'vg1:view', 'is_exposable': True}])),
+        ('GET', 'volsnaps', paged({'snapshot.ref__in': '/snapshots/6'}, 'id,snapshot,short_name,scsi_sn'), None, 200,
+         hits([{'id': 40, 'snapshot': {'ref': '/snapshots/6'}, 'short_name': 'v1', 'scsi_sn': 'd5750040'},
+               {'id': 41, 'snapshot': {'ref': '/snapshots/6'}, 'short_name': 'v2', 'scsi_sn': 'd5750041'}])),
         host_maps('/hosts/4', []),
         *iscsi_targets()
     )
@@ -261,7 +264,8 @@ def test_view_is_mapped_by_its_snapshot_ref(k2_server, conn, capsys):
     )
     result, failed = run(conn, capsys, host='h1', volumes=[{'name': 'vg1:view'}])
     assert not failed, result
-    assert result['mappings'] == [{'volume': 'vg1:view', 'volume_id': 6, 'kind': 'view', 'lun': 1, 'id': 13, 'scsi_sn': None}]
+    assert result['mappings'] == [{'volume': 'vg1:view', 'volume_id': 6, 'kind': 'view', 'lun': 1, 'id': 13, 'scsi_sn': None,
+                                   'volsnaps': [{'volume': 'v1', 'scsi_sn': 'd5750040'}, {'volume': 'v2', 'scsi_sn': 'd5750041'}]}]
     assert result['connection_info']['vg1:view']['data']['target_lun'] == 1
 
 
@@ -302,7 +306,7 @@ def test_check_mode_plans_everything_and_writes_nothing(k2_server, conn, capsys)
     assert result['changed'] is True
     assert len(result['actions']) == 3
     assert result['host']['id'] is None
-    assert result['mappings'] == [{'volume': 'v1', 'volume_id': 7, 'kind': 'volume', 'lun': 2, 'id': None, 'scsi_sn': 'd5750007'}]
+    assert result['mappings'] == [{'volume': 'v1', 'volume_id': 7, 'kind': 'volume', 'lun': 2, 'id': None, 'scsi_sn': 'd5750007', 'volsnaps': None}]
     assert all(r.method == 'GET' for r in k2_server.received)
 
 
