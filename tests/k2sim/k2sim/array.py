@@ -303,6 +303,8 @@ class Array(object):
                 continue
             if fspec.patch:
                 value = self._coerce(res, fname, fspec, raw)
+                if value is None and (fspec.post == "M" or fspec.kind == BOOL):
+                    raise invalid("%s.%s cannot be null" % (res, fname))
                 # A restore is an action: naming the same snapshot again restores again (except in a
                 # bulk PATCH, where krest sends every attribute of the object, changed or not).
                 if value != obj.get(fname) or (fname == "last_restored_from" and value is not None and not bulk):

@@ -306,3 +306,18 @@ def test_backing_through_a_host_group(sim, ep, mk, uniq):
     info = sim.admin_get("/arrays/a/backing", params={"host": host.name, "view": view.name})
     assert info["lun"] == m.lun and info["mapping"] == "/mappings/%d" % m.id
     assert len(info["devices"]) == 1 and info["path"] == info["devices"][0]["path"]
+
+
+@pytest.mark.parametrize("res, field", [("volumes", "size"), ("volumes", "name"), ("volumes", "volume_group"),
+                                        ("volumes", "read_only"), ("volume_groups", "name")])
+def test_mandatory_fields_cannot_be_patched_to_null(sim, http, mk, res, field):
+    vol = mk.volume(size=1024)
+    oid = vol.id if res == "volumes" else vol.volume_group.id
+    r = http.patch(sim.api() + "/%s/%d" % (res, oid), json={field: None})
+    assert r.status_code == 400 and r.json() == {"error_code": "MC_ERR_INVALID_ARG", "error_msg": "%s.%s cannot be null" % (res, field)}
+
+
+def test_nullable_fields_can_be_cleared(sim, http, mk):
+    vg = mk.vg(quota=2048, description="x")
+    r = http.patch(sim.api() + "/volume_groups/%d" % vg.id, json={"quota": None, "description": None})
+    assert r.status_code == 200 and r.json()["quota"] is None and r.json()["description"] is None
