@@ -868,7 +868,7 @@ class K2HostMapping(K2Module):
 
     def absent(self, host, cur_iqns, cur_ports, group):
         p = self.params
-        if self.host_name is not None and host is None:
+        if self.host_name is not None and host is None and not p['host_group']:
             return {'host': {}, 'mappings': [], 'protocol': None}
         if p['host_group'] and group is None:
             return {'host': self.host_result(host, None, [i['iqn'] for i in cur_iqns], [w['pwwn'] for w in cur_ports]),

@@ -431,7 +431,7 @@ class K2Snapshot(K2Module):
         p = self.params
         if source is None:
             if p['exposable'] and snap is None:
-                self.fail("Snapshot '%s' (option source_snapshot) does not exist in volume group '%s': take it first "
+                self.fail("Snapshot '%s' (option source_snapshot) does not exist in %s: take it first "
                           "with kaminario.k2.k2_snapshot, or fix the name." % (p['source_snapshot'], self._group_label()))
         elif source.get('is_exposable'):
             self.fail("source_snapshot '%s' is itself a view; create views from snapshots." % source['name'])
@@ -480,7 +480,10 @@ class K2Snapshot(K2Module):
         return {'snapshot': self.result_of(obj, source)}
 
     def _group_label(self):
-        return (self._group or {}).get('name') or self.params['volume_group'] or 'of volume %s' % self.params['volume']
+        name = (self._group or {}).get('name') or self.params['volume_group']
+        if name:
+            return "volume group '%s'" % name
+        return "the volume group of volume '%s'" % self.params['volume']
 
     def create(self, source):
         p = self.params
@@ -542,7 +545,7 @@ class K2Snapshot(K2Module):
     def restore(self, snap):
         p = self.params
         if snap is None:
-            self.fail("Snapshot '%s' does not exist in volume group '%s', so the group cannot be restored from it: "
+            self.fail("Snapshot '%s' does not exist in %s, so the group cannot be restored from it: "
                       "check name and volume_group." % (p['name'], self._group_label()))
         if snap.get('is_exposable'):
             self.fail("'%s' is a view; restore a volume group from a snapshot, not from a view." % snap['name'])

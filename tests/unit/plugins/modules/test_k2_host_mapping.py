@@ -466,3 +466,19 @@ def test_unknown_volume_fails_with_the_names(k2_server, conn, capsys):
     result, failed = run(conn, capsys, host='h1', volumes=[{'name': 'v1'}, {'name': 'nope'}, {'name': 'vg1:noview'}])
     assert failed
     assert "Not on the array (option volumes): 'nope', 'vg1:noview'." in result['msg']
+
+
+def test_absent_with_host_group_unmaps_from_the_group_even_without_the_host(k2_server, conn, capsys):
+    k2_server.register(
+        find_host('gone'),
+        ('GET', 'host_groups', one({'name': 'cluster'}, 'id,name'), None, 200, hits([{'id': 2, 'name': 'cluster'}])),
+        find_volumes(['shared'], [vol(7, 'shared')]),
+        host_maps('/host_groups/2', [mapping(13, '/volumes/7', 10, host='/host_groups/2')]),
+        ('DELETE', 'mappings/13', None, None, 204, None),
+    )
+    result, failed = run(conn, capsys, host='gone', host_group='cluster', volumes=[{'name': 'shared'}], state='absent')
+    assert not failed, result
+    assert result['changed'] is True
+    assert result['host'] == {}
+    assert result['host_group'] == {'id': 2, 'name': 'cluster'}
+    assert result['mappings'] == []

@@ -282,3 +282,14 @@ def test_unknown_volume_group_is_reported(k2_server, conn, capsys):
     result, failed = run(conn, capsys, name='s1', volume_group='nope')
     assert failed
     assert "Volume group 'nope' (option volume_group) does not exist" in result['msg']
+
+
+def test_restore_from_missing_snapshot_names_the_volume(k2_server, conn, capsys):
+    k2_server.register(
+        ('GET', 'volumes', one({'name': 'v1'}, 'id,name,volume_group'), None, 200,
+         hits([{'id': 7, 'name': 'v1', 'volume_group': {'ref': '/volume_groups/3'}}])),
+        ('GET', 'snapshots', one({'volume_group.ref': '/volume_groups/3', 'short_name': 's9'}, SNAP_FIELDS), None, 200, hits([])),
+    )
+    result, failed = run(conn, capsys, name='s9', volume='v1', state='restored')
+    assert failed
+    assert result['msg'].startswith("Snapshot 's9' does not exist in the volume group of volume 'v1', so the group cannot be restored")
