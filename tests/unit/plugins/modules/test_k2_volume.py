@@ -509,3 +509,20 @@ def test_list_form_reads_in_chunks(k2_server, conn, capsys, monkeypatch):
     )
     result, failed = run(dict(conn, volumes=[dict(name='a'), dict(name='b'), dict(name='c')]), capsys)
     assert not failed and not result['changed'] and [v['id'] for v in result['volumes']] == [7, 8, 9]
+
+
+def test_list_form_rollback_deletes_the_groups_of_volumes_not_created(k2_server, conn, capsys):
+    k2_server.register(
+        find_volumes('a,b'),
+        groups_by_name('a_vg,b_vg'),
+        ('POST', 'volume_groups/__bulk', None, [{'name': 'a_vg', 'quota': 0, 'is_dedup': True}, {'name': 'b_vg', 'quota': 0, 'is_dedup': True}],
+         200, hits([group(10, 'a_vg', volumes=0), group(11, 'b_vg', volumes=0)])),
+        ('POST', 'volumes/__bulk', None, [{'name': 'a', 'size': GIB, 'volume_group': {'ref': '/volume_groups/10'}},
+                                          {'name': 'b', 'size': GIB, 'volume_group': {'ref': '/volume_groups/11'}}],
+         400, error('bulk element 1: MC_ERR_QUOTA_EXCEEDED')),
+        ('DELETE', 'volume_groups/__bulk', None, [{'id': 10}, {'id': 11}], 204, None),
+    )
+    result, failed = run(dict(conn, size='1GiB', volumes=[dict(name='a'), dict(name='b')]), capsys)
+    assert failed
+    assert result['msg'].startswith('Could not change the volumes: bulk element 1: MC_ERR_QUOTA_EXCEEDED')
+    assert result['rollback'] == [{'step': 'delete the volume groups created for volumes that could not be created', 'error': None}]
