@@ -348,7 +348,7 @@ class Array(object):
         spec = RESOURCES[res]
         q = parse(params, spec, self._rewrite_filter(res))
         candidates = None
-        for flt in q.filters:
+        for flt in ([] if spec.virtual else q.filters):
             if flt.field == "id" and flt.op in ("eq", "in", "m_eq"):
                 ids = [int(v) for v in flt.values if isinstance(v, float) and v.is_integer()]
                 candidates = [o for o in (self.store.get(res, i) for i in sorted(set(ids))) if o is not None]
@@ -369,7 +369,9 @@ class Array(object):
                             seen[o["id"]] = o
                 candidates = [seen[i] for i in sorted(seen)]
                 break
-        if candidates is None:
+        if spec.virtual:
+            candidates = self._hook("rows", res)()
+        elif candidates is None:
             candidates = self.store.all(res)
         needs_render = any(spec.fields[flt.field].computed for flt in q.filters) or \
             any(spec.fields[s].computed for s in q.sort)
@@ -387,10 +389,17 @@ class Array(object):
         hits = [p if needs_render else self.render(res, p, ctx) for p in page]
         if q.fields:
             hits = [select_fields(h, q.fields) for h in hits]
+        if spec.virtual:
+            return {"hits": hits, "total": total}, q       # stats answers carry no limit/offset
         return {"hits": hits, "total": total, "limit": q.limit, "offset": q.offset}, q
 
     def get_one(self, res, oid, params, ctx):
-        obj = self._must_get(res, oid)
+        if RESOURCES[res].virtual:
+            obj = next((row for row in self._hook("rows", res)() if row["id"] == oid), None)
+            if obj is None:
+                raise ApiError("MC_ERR_NOT_FOUND", "%s has no object with id %s" % (res, oid))
+        else:
+            obj = self._must_get(res, oid)
         out = self.render(res, obj, ctx)
         fields = [v for k, v in params if k == "__fields"]
         if fields:
@@ -449,6 +458,14 @@ class Array(object):
         out.update(self.capacity_numbers())
         used = 100.0 * out["allocated"] / out["total"] if out["total"] else 0
         out["state"] = "ok" if used < 80 else "warning" if used < 90 else "error" if used < 96 else "critical"
+
+    def _rows_stats_system(self):
+        return [{"id": 1, "timestamp": time.time()}]
+
+    def _rows_stats_volumes(self):
+        now = time.time()
+        return [{"id": v["id"], "timestamp": now, "volume": ref("volumes", v["id"]), "volume_name": v["name"], "peer_k2_name": None}
+                for v in self.store.all("volumes")]
 
     # ----- policies ------------------------------------------------------------------------
     def _check_retention_values(self, values):

@@ -39,7 +39,7 @@ def c(kind, default=None, **kw):
 
 
 class Resource(object):
-    def __init__(self, name, fields, methods=("GET",), unique=None, singleton=False):
+    def __init__(self, name, fields, methods=("GET",), unique=None, singleton=False, virtual=False):
         self.name = name
         self.url = "/" + name
         self.fields = {"id": Field(INT)}
@@ -47,6 +47,7 @@ class Resource(object):
         self.methods = set(methods)
         self.unique = unique          # field whose value is unique within the resource
         self.singleton = singleton    # system/state and friends: one object, id 1
+        self.virtual = virtual        # rows computed on each request (stats), never stored
 
     @property
     def ref_names(self):
@@ -244,6 +245,16 @@ _add(Resource("events", {
     "event_id": f(INT), "name": f(STR), "level": f(STR), "labels": f(STR),
     "message": f(STR), "timestamp": f(FLOAT), "user": f(STR),
 }))
+
+# Performance statistics. k2sim sees no host I/O (lab hosts write the backing files directly),
+# so the figures are zeros; the resources exist for clients that read them (krest's tests, scripts).
+STATS_FIELDS = {
+    "iops_avg": f(INT, 0), "iops_max": f(INT, 0), "throughput_avg": f(INT, 0), "throughput_max": f(INT, 0),
+    "latency_inner": f(FLOAT, 0.0), "latency_outer": f(FLOAT, 0.0), "resolution": f(INT, 5), "timestamp": f(FLOAT),
+}
+_add(Resource("stats/system", dict(STATS_FIELDS), virtual=True))
+_add(Resource("stats/volumes", dict(STATS_FIELDS, volume=f(REF, targets=("volumes",)), volume_name=f(STR),
+                                    peer_k2_name=f(STR)), virtual=True))
 
 # Writable resources whose objects are the user's (not seeded system objects).
 USER_RESOURCES = ("volume_groups", "volumes", "snapshots", "hosts", "host_groups", "host_iqns",

@@ -321,3 +321,18 @@ def test_nullable_fields_can_be_cleared(sim, http, mk):
     vg = mk.vg(quota=2048, description="x")
     r = http.patch(sim.api() + "/volume_groups/%d" % vg.id, json={"quota": None, "description": None})
     assert r.status_code == 200 and r.json()["quota"] is None and r.json()["description"] is None
+
+
+def test_stats_resources(sim, http, ep, mk):
+    vol = mk.volume(size=1024)
+    rs = ep.search("stats/system", __fields=["iops_avg", "throughput_avg"])
+    assert rs.total == 1 and set(rs.hits[0]._current) == {"iops_avg", "throughput_avg"}
+    raw = http.get(sim.api() + "/stats/system", params={"__datapoints": "10", "__resolution": "5m"}).json()
+    assert set(raw) == {"hits", "total"}                     # stats answers carry no limit/offset
+    assert raw["hits"][0]["iops_avg"] == 0 and raw["hits"][0]["resolution"] == 5
+    per_vol = ep.search("stats/volumes", volume_name=vol.name)
+    assert per_vol.total == 1 and per_vol.hits[0].volume.id == vol.id
+    assert ep.search("stats/volumes", volume_name="").total == ep.search("volumes", __limit=0).total
+    assert ep.get("stats/volumes", vol.id).volume_name == vol.name
+    r = http.get(sim.api() + "/stats/volumes/999999")
+    assert r.status_code == 404
