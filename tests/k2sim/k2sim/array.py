@@ -737,7 +737,8 @@ class Array(object):
         out.update({"is_dedup": vg["is_dedup"] if vg else False, "iscsi_tgt_converted_name": converted_name(obj["name"]),
                     "is_new": False, "marked_for_deletion": False, "logical_capacity": alloc,
                     "snapshots_logical_capacity": 0, "no_dedup": alloc, "dedup_source": 0, "dedup_target": 0,
-                    "avg_compressed_ratio": 1.0, "node_id": 1 + obj["id"] % 2})
+                    "avg_compressed_ratio": 1.0, "node_id": 1 + obj["id"] % 2,
+                    "current_stats": ref("stats/volumes", obj["id"])})
 
     def _host_label(self, host_ref):
         res, oid = split_ref(host_ref)

@@ -175,7 +175,7 @@ _add(Resource("volumes", {
     "logical_capacity": c(INT), "snapshots_logical_capacity": c(INT),
     "no_dedup": c(INT), "dedup_source": c(INT), "dedup_target": c(INT),
     "avg_compressed_ratio": c(FLOAT), "node_id": c(INT),
-    "current_replication_stats": c(REF), "replication_peer_volume": c(REF),
+    "current_stats": c(REF), "current_replication_stats": c(REF), "replication_peer_volume": c(REF),
 }, methods=CRUD, unique="name"))
 
 _add(Resource("snapshots", {
