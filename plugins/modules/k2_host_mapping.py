@@ -132,6 +132,12 @@ options:
         C(connection_info) is returned.
     type: str
     choices: [iscsi, fc]
+  connection_info:
+    description:
+      - Whether to return C(connection_info). Building it reads the array's iSCSI addresses and target IQN (two
+        requests) or its FC ports (one request); set V(false) when the play does not need it.
+    type: bool
+    default: true
   multipath:
     description:
       - Return the iSCSI multipath variant of C(connection_info) (C(target_iqns), C(target_portals),
@@ -142,7 +148,8 @@ options:
 notes:
   - A no-change run reads the host, its IQNs and WWPNs, the listed volumes (and views with their volume images, when
     any are listed) and the mappings of the host, plus the array's iSCSI portals and target IQN or its FC ports for C(connection_info) -
-    seven REST requests for an iSCSI host. The result's C(k2_requests) shows the count.
+    seven REST requests for an iSCSI host, five with O(connection_info=false). The result's C(k2_requests) shows
+    the count.
   - Every check (unknown volume, bad IQN or WWPN, LUN collision, an IQN or WWPN owned by another host) is made
     before the first change, so a failing task changes nothing and check mode reports the same failure.
   - When creating a new host fails half-way (an initiator or a mapping is refused), the host is deleted again.
@@ -333,7 +340,7 @@ connection_info:
     - "FC: C(driver_volume_type: fibre_channel) and C(data) with C(target_discovered: true), C(target_lun),
       C(target_wwn) (the array's FC port WWNs, bare hex) and C(initiator_target_map) (each host WWPN, bare hex, to
       every target WWN)."
-  returned: when a protocol applies (see O(protocol)) and O(state=present)
+  returned: when a protocol applies (see O(protocol)), O(state=present) and O(connection_info=true)
   type: dict
   sample:
     db01-data:
@@ -411,6 +418,7 @@ class K2HostMapping(K2Module):
                 remove_empty_host=dict(type='bool', default=False),
                 protocol=dict(type='str', choices=['iscsi', 'fc']),
                 multipath=dict(type='bool', default=False),
+                connection_info=dict(type='bool', default=True),
             ),
             required_one_of=[('host', 'initiator', 'host_fqdn', 'host_group')],
         )
@@ -696,7 +704,7 @@ class K2HostMapping(K2Module):
         all_iqns = [i['iqn'] for i in cur_iqns] + new_iqns
         all_ports = [w['pwwn'] for w in cur_ports] + new_ports
         protocol = self.pick_protocol(all_iqns, all_ports) if self.host_name is not None or p['protocol'] else None
-        targets = self.targets(protocol) if protocol and volumes else None
+        targets = self.targets(protocol) if protocol and volumes and p['connection_info'] else None
 
         # 6. writes, in order; a new host is removed again if a later step fails
         if group_plan is not None:

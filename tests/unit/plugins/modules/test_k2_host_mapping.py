@@ -482,3 +482,20 @@ def test_absent_with_host_group_unmaps_from_the_group_even_without_the_host(k2_s
     assert result['host'] == {}
     assert result['host_group'] == {'id': 2, 'name': 'cluster'}
     assert result['mappings'] == []
+
+
+def test_connection_info_false_skips_the_array_target_reads(k2_server, conn, capsys):
+    k2_server.register(
+        find_host(IQN_HOST, linux_host()),
+        *host_initiators(4, [IQN])
+    )
+    k2_server.register(
+        find_volumes(['v1'], [vol(7, 'v1')]),
+        host_maps('/hosts/4', [mapping(11, '/volumes/7', 1)]),
+    )
+    result, failed = run(conn, capsys, initiator=IQN, unique_fqdn_network=False, volumes=[{'name': 'v1'}], connection_info=False)
+    assert not failed, result
+    assert result['changed'] is False
+    assert 'connection_info' not in result
+    assert result['protocol'] == 'iscsi'
+    assert result['k2_requests'] == {'total': 5, 'GET': 5}
