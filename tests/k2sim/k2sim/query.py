@@ -102,7 +102,7 @@ def parse(params, resource, ref_rewrite=None):
             continue
         field, op = key, "eq"
         if "__" in key:
-            head, _, tail = key.rpartition("__")
+            head, dummy, tail = key.rpartition("__")
             if tail not in OPS:
                 raise ApiError("MC_ERR_INVALID_QUERY", "unknown filter operator %r in %r (known: %s)" % (tail, key, ", ".join(OPS)))
             field, op = head, tail
