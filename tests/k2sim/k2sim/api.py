@@ -11,6 +11,7 @@ import time
 from collections import deque
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -142,7 +143,7 @@ class ArrayService(object):
             Route("/rest/sdps/{sdp}/api/v2", self.handle, methods=ALL_METHODS),
             Route("/rest/sdps/{sdp}/api/v2/{path:path}", self.handle, methods=ALL_METHODS),
             Route("/{path:path}", self.not_found, methods=ALL_METHODS),
-        ])
+        ], exception_handlers={HTTPException: self.http_exception})
 
     # ----- ASGI entry: faults and request log wrap the application ------------------------------
     async def __call__(self, scope, receive, send):
@@ -196,6 +197,11 @@ class ArrayService(object):
         finally:
             entry["duration_ms"] = round((time.time() - started) * 1000.0, 3)
             self.requests.append(entry)
+
+    async def http_exception(self, request, exc):
+        """Starlette's own errors (an unusual method such as TRACE) answer JSON too."""
+        code = {404: "MC_ERR_NOT_FOUND", 405: "MC_ERR_METHOD_NOT_ALLOWED"}.get(exc.status_code, "MC_ERR_INVALID_ARG")
+        return error_response(ApiError(code, "%s %s: %s" % (request.method, request.url.path, exc.detail), status=exc.status_code))
 
     async def not_found(self, request):
         return error_response(ApiError("MC_ERR_NOT_FOUND", "no such path %s; the API lives under /api/v2" % request.url.path))

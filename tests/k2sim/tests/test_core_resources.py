@@ -336,3 +336,9 @@ def test_stats_resources(sim, http, ep, mk):
     assert ep.get("stats/volumes", vol.id).volume_name == vol.name
     r = http.get(sim.api() + "/stats/volumes/999999")
     assert r.status_code == 404
+
+
+def test_unusual_methods_answer_json(sim, http):
+    r = http.request("TRACE", sim.api() + "/volumes")
+    assert r.status_code == 405 and r.headers["content-type"] == "application/json"
+    assert r.json()["error_code"] == "MC_ERR_METHOD_NOT_ALLOWED"
