@@ -194,41 +194,51 @@ EXAMPLES = r'''
                 | zip(mapping.connection_info[inventory_hostname_short ~ '-data'].data.target_portals) }}"
       changed_when: true
 
-- name: Map a shared volume to a cluster through its host group, at LUN 10
-  kaminario.k2.k2_host_mapping:
-    host: node01
-    host_type: Linux
-    host_group: cluster-a
-    wwpns:
-      - "10:00:00:00:c9:12:34:56"
-      - "10:00:00:00:c9:12:34:57"
-    volumes:
-      - name: cluster-shared
-        lun: 10
+- name: Clusters, views and clean-up, run from the control node
+  hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/kaminario.k2.k2:
+      k2_host: k2.example.com
+      k2_username: "{{ vault_k2_username }}"
+      k2_password: "{{ vault_k2_password }}"
+      ca_path: /etc/pki/k2-ca.pem
+  tasks:
+    - name: Map a shared volume to a cluster through its host group, at LUN 10
+      kaminario.k2.k2_host_mapping:
+        host: node01
+        host_type: Linux
+        host_group: cluster-a
+        wwpns:
+          - "10:00:00:00:c9:12:34:56"
+          - "10:00:00:00:c9:12:34:57"
+        volumes:
+          - name: cluster-shared
+            lun: 10
 
-- name: Map a view of a snapshot to the backup host
-  kaminario.k2.k2_host_mapping:
-    host: backup01
-    iqns:
-      - iqn.1994-05.com.redhat:backup01
-    volumes:
-      - name: db-vg:nightly-view
+    - name: Map a view of a snapshot to the backup host
+      kaminario.k2.k2_host_mapping:
+        host: backup01
+        iqns:
+          - iqn.1994-05.com.redhat:backup01
+        volumes:
+          - name: db-vg:nightly-view
 
-- name: Keep exactly these mappings on the host, remove any other
-  kaminario.k2.k2_host_mapping:
-    host: app01
-    volumes:
-      - name: app01-boot
-      - name: app01-data
-    exclusive: true
+    - name: Keep exactly these mappings on the host, remove any other
+      kaminario.k2.k2_host_mapping:
+        host: app01
+        volumes:
+          - name: app01-boot
+          - name: app01-data
+        exclusive: true
 
-- name: Detach a volume; the host goes too when it has nothing mapped any more (named from its IQN)
-  kaminario.k2.k2_host_mapping:
-    initiator: iqn.1993-08.org.debian:01:12aa12aa12aa
-    unique_fqdn_network: false
-    volumes:
-      - name: scratch01
-    state: absent
+    - name: Detach a volume; the host goes too when it has nothing mapped any more (named from its IQN)
+      kaminario.k2.k2_host_mapping:
+        initiator: iqn.1993-08.org.debian:01:12aa12aa12aa
+        unique_fqdn_network: false
+        volumes:
+          - name: scratch01
+        state: absent
 '''
 
 RETURN = r'''

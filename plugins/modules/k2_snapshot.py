@@ -95,7 +95,7 @@ seealso:
 '''
 
 EXAMPLES = r'''
-- name: Snapshot a database volume group, then expose it as a view for a backup host
+- name: Snapshots, views and restores of K2 volume groups
   hosts: localhost
   gather_facts: false
   module_defaults:
@@ -124,24 +124,24 @@ EXAMPLES = r'''
         volumes:
           - name: "{{ view.snapshot.name }}"
 
-- name: Keep a snapshot under a stricter retention policy, deletable by K2 under pressure
-  kaminario.k2.k2_snapshot:
-    name: before-upgrade
-    volume_group: app-vg
-    retention_policy: CDP
-    auto_delete: true
+    - name: Keep a snapshot under a stricter retention policy, deletable by K2 under pressure
+      kaminario.k2.k2_snapshot:
+        name: before-upgrade
+        volume_group: app-vg
+        retention_policy: CDP
+        auto_delete: true
 
-- name: Roll the application volume group back to the snapshot (volumes are unmapped)
-  kaminario.k2.k2_snapshot:
-    name: before-upgrade
-    volume_group: app-vg
-    state: restored
+    - name: Roll the application volume group back to the snapshot (volumes are unmapped)
+      kaminario.k2.k2_snapshot:
+        name: before-upgrade
+        volume_group: app-vg
+        state: restored
 
-- name: Delete the snapshot
-  kaminario.k2.k2_snapshot:
-    name: before-upgrade
-    volume_group: app-vg
-    state: absent
+    - name: Delete the snapshot
+      kaminario.k2.k2_snapshot:
+        name: before-upgrade
+        volume_group: app-vg
+        state: absent
 '''
 
 RETURN = r'''
