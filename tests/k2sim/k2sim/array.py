@@ -568,6 +568,13 @@ class Array(object):
             raise ApiError("MC_ERR_QUOTA_EXCEEDED", "%s: volume group %s has a quota of %d KiB; %d KiB are provisioned and %d more were asked"
                            % (label, vg["name"], quota, used, extra_kib))
 
+    def _default_capacity_policy(self):
+        """The policy flagged is_default: every VG has a capacity policy, this one unless told otherwise."""
+        for pol in self.store.all("vg_capacity_policies"):
+            if pol["is_default"]:
+                return ref("vg_capacity_policies", pol["id"])
+        return None
+
     def _create_volume_groups(self, values, user):
         self._check_name("volume group name", values["name"])
         self._check_unique("volume_groups", values["name"], "volume group")
@@ -576,6 +583,8 @@ class Array(object):
             raise invalid("volume_groups.quota must be 0 (unlimited) or a positive size in KiB, got %d" % quota)
         values["quota"] = quota or None
         values.setdefault("is_dedup", True)
+        if values.get("capacity_policy") is None:
+            values["capacity_policy"] = self._default_capacity_policy()
         obj = self._put_new("volume_groups", creation_time=time.time(), **values)
         self._event("VG_CREATED", "INFO", "VG, CONFIGURE",
                     "Volume group %s was created by %s.Quota-%s, capacity policy-%s, dedup-%s"
@@ -593,6 +602,8 @@ class Array(object):
             changes["quota"] = quota or None
             if changes["quota"]:
                 self._check_quota(dict(obj, quota=changes["quota"]), 0, "PATCH quota")
+        if "capacity_policy" in changes and changes["capacity_policy"] is None:
+            changes["capacity_policy"] = self._default_capacity_policy()
         restore_from = changes.pop("last_restored_from", None)
         new = self._update("volume_groups", obj, **changes) if changes else obj
         if restore_from is not None:

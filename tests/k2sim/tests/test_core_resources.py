@@ -109,7 +109,7 @@ def test_volume_group_lifecycle(ep, mk, uniq):
     name = uniq("vg")
     vg = ep.new("volume_groups", name=name, quota="0", is_dedup="False", description="d1").save()
     assert vg.id > 0 and vg.quota is None and vg.is_dedup is False
-    assert vg.capacity_policy is None and vg.volumes_count == 0
+    assert vg.capacity_policy.name == "default_vg_capacity_policy" and vg.volumes_count == 0
     assert vg.iscsi_tgt_converted_name == name.lower().replace("_", ".")
     # names are unique
     with pytest.raises(HTTPError) as exc:
@@ -128,12 +128,17 @@ def test_volume_group_lifecycle(ep, mk, uniq):
     with pytest.raises(HTTPError) as exc:
         vg.save()
     assert error_of(exc)[1]["error_code"] == "MC_ERR_FORBIDDEN_CHANGE"
-    # capacity policy ref
-    pol = ep.search("vg_capacity_policies", name="default_vg_capacity_policy").hits[0]
+    # capacity policy ref; null puts the default back
+    pol = ep.new("vg_capacity_policies", name=uniq("cp"), warning_threshold=70, error_threshold=80,
+                 critical_threshold=90, full_threshold=100, snapshot_overhead_threshold=40).save()
     fresh = ep.get("volume_groups", vg.id)
     fresh.capacity_policy = pol
     fresh.save()
+    assert ep.get("volume_groups", vg.id).capacity_policy.name == pol.name
+    fresh.capacity_policy = None
+    fresh.save()
     assert ep.get("volume_groups", vg.id).capacity_policy.name == "default_vg_capacity_policy"
+    pol.delete()
     again.delete()
     fresh.delete()
     assert ep.search("volume_groups", name=name + "-r").total == 0
