@@ -757,32 +757,36 @@ class K2HostMapping(K2Module):
         return None, 'host %s' % self.host_name
 
     def plan_mappings(self, maps, volumes, target_label):
-        """Plans for the mappings (deletes first, then LUN moves, then creates) and the mappings as they will be."""
+        """Plans for the mappings (deletes first, then LUN moves in a safe order, then creates) and the mappings as they will be."""
         p = self.params
-        by_ref = dict((ref_path(m['volume']), m) for m in maps)
         wanted = [(item['name'].strip(), item.get('lun')) for item in p['volumes']]
-        wanted_refs = set(ref_path(volumes[n]['ref']) for n, _lun in wanted if n in volumes)
+        wanted_refs = dict((ref_path(volumes[n]['ref']), n) for n, _lun in wanted if n in volumes)
         unlisted = [m for m in maps if ref_path(m['volume']) not in wanted_refs]
         names = self.name_objects([m['volume'] for m in unlisted]) if unlisted else {}
 
-        deletes, moves, creates = [], [], []
+        deletes = []
         remaining = {}
         for m in maps:
             path = ref_path(m['volume'])
-            name, kind = names.get(path, (None, None))
             if path in wanted_refs:
-                name = [n for n, _l in wanted if n in volumes and ref_path(volumes[n]['ref']) == path][0]
+                name = wanted_refs[path]
                 kind = volumes[name]['kind']
-            entry = {'ref': path, 'name': name or path, 'kind': kind or ('view' if path.startswith('/snapshots/') else 'volume'),
-                     'volume_id': parse_ref(path)[1], 'lun': m.get('lun'), 'id': m['id']}
-            current = {'volume': entry['name'], 'host': target_label, 'lun': m.get('lun')}
+            else:
+                name, kind = names.get(path, (path, 'view' if path.startswith('/snapshots/') else 'volume'))
+            entry = {'ref': path, 'name': name, 'kind': kind, 'volume_id': parse_ref(path)[1], 'lun': m.get('lun'), 'id': m['id']}
             if path not in wanted_refs and p['exclusive'] and p['state'] == 'present':
+                current = {'volume': name, 'host': target_label, 'lun': m.get('lun')}
                 deletes.append((self.plan(current, dict(current), state='absent', resource='mapping', name_key='volume'), entry))
             else:
                 remaining[path] = entry
-        # LUNs held now by mappings this task keeps. Checked against the state before the task, so the
-        # outcome does not depend on the order of volumes (two listed volumes never share a LUN: see validate).
-        used = dict((e['lun'], dict(e)) for e in remaining.values() if e['lun'] is not None)
+
+        # LUNs that stay taken: mappings this task keeps where they are. A listed mapping that moves to an
+        # explicit LUN frees its old one; two listed volumes never ask for the same LUN (see validate).
+        moving = dict((ref_path(volumes[n]['ref']), lun) for n, lun in wanted
+                      if n in volumes and lun is not None and ref_path(volumes[n]['ref']) in remaining
+                      and remaining[ref_path(volumes[n]['ref'])]['lun'] != lun)
+        used = dict((e['lun'], e) for path, e in remaining.items() if e['lun'] is not None and path not in moving)
+        moves, creates = [], []
         for index, (name, lun) in enumerate(wanted):
             if name not in volumes:
                 continue
@@ -795,17 +799,40 @@ class K2HostMapping(K2Module):
             existing = remaining.get(path)
             desired = {'volume': name, 'host': target_label, 'lun': lun}
             if existing is not None:
-                current = {'volume': name, 'host': target_label, 'lun': existing['lun']}
-                plan = self.plan(current, desired, resource='mapping', name_key='volume')
+                plan = self.plan({'volume': name, 'host': target_label, 'lun': existing['lun']}, desired, resource='mapping',
+                                 name_key='volume')
                 if plan.changed:
                     moves.append((plan, existing))
-                    existing['lun'] = lun
+                else:
+                    self.record(plan)
             else:
                 entry = {'ref': path, 'name': name, 'kind': volumes[name]['kind'], 'volume_id': volumes[name]['id'],
                          'lun': lun, 'id': None}
                 creates.append((self.plan(None, desired, resource='mapping', name_key='volume'), entry))
-                remaining[path] = entry
+        moves = self.order_moves(moves, target_label)
+        for _plan, entry in moves:
+            entry['lun'] = _plan.changes['lun']
+        for _plan, entry in creates:
+            remaining[entry['ref']] = entry
         return deletes + moves + creates, remaining
+
+    def order_moves(self, moves, target_label):
+        """Order LUN moves so that each goes to a LUN already free; a cycle (two volumes swapping LUNs) cannot be done."""
+        held = dict((entry['lun'], entry['name']) for _plan, entry in moves)
+        ordered = []
+        pending = list(moves)
+        while pending:
+            ready = [(plan, entry) for plan, entry in pending if plan.changes['lun'] not in held]
+            if not ready:
+                names = ', '.join("'%s' (LUN %d to %d)" % (e['name'], e['lun'], plan.changes['lun']) for plan, e in pending)
+                self.fail('The LUN changes on %s go round in a circle: %s. K2 cannot swap LUNs in one step; move one of '
+                          'them to a free LUN in an earlier task.' % (target_label, names))
+            for plan, entry in ready:
+                held.pop(entry['lun'], None)
+                held[plan.changes['lun']] = entry['name']
+                ordered.append((plan, entry))
+                pending.remove((plan, entry))
+        return ordered
 
     def apply_mappings(self, plans, final, target_ref):
         new_host = self.created_host

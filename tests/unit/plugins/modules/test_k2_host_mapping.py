@@ -499,3 +499,49 @@ def test_connection_info_false_skips_the_array_target_reads(k2_server, conn, cap
     assert 'connection_info' not in result
     assert result['protocol'] == 'iscsi'
     assert result['k2_requests'] == {'total': 5, 'GET': 5}
+
+
+def renumber_reads(k2_server, maps):
+    k2_server.register(
+        find_host('h1', linux_host(name='h1')),
+        *host_initiators(4, [IQN])
+    )
+    k2_server.register(
+        find_volumes(['v1', 'v2'], [vol(7, 'v1'), vol(8, 'v2')]),
+        host_maps('/hosts/4', maps),
+    )
+
+
+def test_renumbering_moves_luns_in_a_safe_order(k2_server, conn, capsys):
+    # v1 takes LUN 2, which v2 leaves for LUN 3: v2 must move first.
+    renumber_reads(k2_server, [mapping(11, '/volumes/7', 1), mapping(12, '/volumes/8', 2)])
+    k2_server.register(
+        *iscsi_targets()
+    )
+    k2_server.register(
+        ('PATCH', 'mappings/12', None, {'lun': 3}, 200, mapping(12, '/volumes/8', 3)),
+        ('PATCH', 'mappings/11', None, {'lun': 2}, 200, mapping(11, '/volumes/7', 2)),
+    )
+    result, failed = run(conn, capsys, diff=True, host='h1', volumes=[{'name': 'v1', 'lun': 2}, {'name': 'v2', 'lun': 3}])
+    assert not failed, result
+    assert [(a['name'], a['changes']['lun']['after']) for a in result['actions']] == [('v2', 3), ('v1', 2)]
+    assert [(m['volume'], m['lun']) for m in result['mappings']] == [('v1', 2), ('v2', 3)]
+
+
+def test_lun_swap_is_refused_before_any_write(k2_server, conn, capsys):
+    renumber_reads(k2_server, [mapping(11, '/volumes/7', 1), mapping(12, '/volumes/8', 2)])
+    result, failed = run(conn, capsys, host='h1', volumes=[{'name': 'v1', 'lun': 2}, {'name': 'v2', 'lun': 1}])
+    assert failed
+    assert 'go round in a circle' in result['msg']
+    assert "'v1' (LUN 1 to 2)" in result['msg']
+    assert all(r.method == 'GET' for r in k2_server.received)
+
+
+def test_unchanged_mappings_are_in_the_diff(k2_server, conn, capsys):
+    renumber_reads(k2_server, [mapping(11, '/volumes/7', 1), mapping(12, '/volumes/8', 2)])
+    k2_server.register(*iscsi_targets())
+    result, failed = run(conn, capsys, diff=True, host='h1', volumes=[{'name': 'v1'}, {'name': 'v2', 'lun': 2}])
+    assert not failed, result
+    assert result['changed'] is False
+    assert result['diff']['before']['mapping v2'] == {'volume': 'v2', 'host': 'host h1', 'lun': 2}
+    assert result['diff']['before'] == result['diff']['after']
