@@ -90,7 +90,10 @@ REQUIRED_DATA = {
 
 
 class K2CopyError(Exception):
-    """A copy that cannot start or did not finish; ``details`` goes into the module result."""
+    """A copy that cannot start or did not finish; ``details`` goes into the module result.
+
+    ``details['wrote']`` is False when the error came before anything could be written to the destination.
+    """
 
     def __init__(self, message, **details):
         super(K2CopyError, self).__init__(message)
@@ -121,12 +124,12 @@ class _Device(object):
             self.fd = os.open(path, flags)
         except OSError as exc:
             raise K2CopyError('Cannot open the %s device %s for %s: %s.' % (role, path, 'writing' if write else 'reading', exc.strerror),
-                              errno=exc.errno)
+                              errno=exc.errno, wrote=False)
         mode = os.fstat(self.fd).st_mode
         self.is_block = stat.S_ISBLK(mode)
         if not self.is_block and not stat.S_ISREG(mode):
             self.close()
-            raise K2CopyError('The %s %s is neither a block device nor a regular file.' % (role, path))
+            raise K2CopyError('The %s %s is neither a block device nor a regular file.' % (role, path), wrote=False)
         self.size = _size_of(self.fd, self.is_block)
         if not write and hasattr(os, 'posix_fadvise'):
             try:
@@ -140,7 +143,8 @@ class _Device(object):
             self.dfd = _open_direct(path, flags)
             if self.dfd is None and direct_io == 'always':
                 self.close()
-                raise K2CopyError('The %s device %s does not accept direct I/O (O_DIRECT). Set direct_io to auto or never.' % (role, path))
+                raise K2CopyError('The %s device %s does not accept direct I/O (O_DIRECT). Set direct_io to auto or never.' % (role, path),
+                                  wrote=False)
 
     @property
     def direct(self):
@@ -481,18 +485,18 @@ def copy_device(src_path, dst_path, size=None, block_size=DEFAULT_BLOCK_SIZE, de
         dst = _Device(dst_path, 'destination', True, direct_io)
         same_block = src.is_block and dst.is_block and os.fstat(src.fd).st_rdev == os.fstat(dst.fd).st_rdev
         if same_block or os.path.realpath(src_path) == os.path.realpath(dst_path):
-            raise K2CopyError('The source and the destination are the same device (%s); the copy would destroy it.' % src_path)
+            raise K2CopyError('The source and the destination are the same device (%s); the copy would destroy it.' % src_path, wrote=False)
         if size is None:
             size = src.size
         if size < 0:
-            raise K2CopyError('size must not be negative, got %d.' % size)
+            raise K2CopyError('size must not be negative, got %d.' % size, wrote=False)
         if size > src.size:
             raise K2CopyError('size is %d bytes, but the source %s holds only %d bytes. Give a smaller size, or leave it unset to copy the '
-                              'whole source.' % (size, src_path, src.size), source_size=src.size)
+                              'whole source.' % (size, src_path, src.size), source_size=src.size, wrote=False)
         if dst.size < size:
             raise K2CopyError('The destination %s holds %d bytes, less than the %d bytes to copy. Grow the destination volume '
                               '(k2_volume size) to at least the source size, or copy fewer bytes with size.' % (dst_path, dst.size, size),
-                              source_size=src.size, destination_size=dst.size)
+                              source_size=src.size, destination_size=dst.size, wrote=False)
         result = _copy(src, dst, size, block_size, dest_is_zeroed, verify, Progress(size, progress_interval, progress_file, clock), clock)
         result['source_size'] = src.size
         result['destination_size'] = dst.size
@@ -677,9 +681,11 @@ class _LogCollector(logging.Handler):
 
     def emit(self, record):
         try:
-            self.messages.append('%s: %s' % (record.levelname, record.getMessage()))
+            text = record.getMessage()
         except Exception:  # pylint: disable=broad-except
-            self.messages.append('%s: %s' % (record.levelname, record.msg))
+            text = str(record.msg)
+        # One line per record (os-brick messages often end with a command's stderr and its newline).
+        self.messages.append('%s: %s' % (record.levelname, ' '.join(text.split())))
 
 
 class Attachment(object):
@@ -761,8 +767,9 @@ class Attacher(object):
             self.log.messages.append('ERROR: check_valid_device: %s' % _text(exc))
         if not valid:
             self._forced_detach(attachment)
-            raise K2CopyError('The %s device %s (%s) cannot be read after attach. Check that the volume is mapped to this host and the '
-                              'path exists.' % (role, attachment.path, describe_target(transport, data)))
+            label = attachment.path if transport == 'local' else '%s (%s)' % (attachment.path, describe_target(transport, data))
+            raise K2CopyError('The %s device %s cannot be read after attach. Check that the volume is mapped to this host and the '
+                              'path exists.' % (role, label))
         return attachment
 
     def detach(self, attachment, force=False):

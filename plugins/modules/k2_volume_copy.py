@@ -156,55 +156,45 @@ seealso:
 '''
 
 EXAMPLES = r'''
-- name: Clone a volume through the copy host, the way Cinder's create_cloned_volume does
-  hosts: localhost
-  gather_facts: false
-  module_defaults:
-    group/kaminario.k2.k2:
-      k2_host: k2.example.com
-      k2_username: "{{ vault_k2_username }}"
-      k2_password: "{{ vault_k2_password }}"
-      ca_path: /etc/pki/k2-ca.pem
-  vars:
-    copy_host: copy01.example.com
-  tasks:
-    - name: Create the destination with the size of the source
-      kaminario.k2.k2_volume:
-        name: db01-data-clone
-        size: 100GiB
+# Clone a volume through a copy host, the way Cinder's create_cloned_volume does. The K2 tasks run on the
+# controller with the connection options set by module_defaults (group/kaminario.k2.k2); the copy runs on copy01.
+- name: Create the destination with the size of the source
+  kaminario.k2.k2_volume:
+    name: db01-data-clone
+    size: 100GiB
 
-    - name: Map both volumes to the copy host
-      kaminario.k2.k2_host_mapping:
-        host: copy01
-        iqns: [iqn.1994-05.com.redhat:copy01]
-        volumes:
-          - name: db01-data
-          - name: db01-data-clone
-      register: mapped
+- name: Map both volumes to the copy host
+  kaminario.k2.k2_host_mapping:
+    host: copy01
+    iqns: [iqn.1994-05.com.redhat:copy01]
+    volumes:
+      - name: db01-data
+      - name: db01-data-clone
+  register: mapped
 
-    - name: Copy and verify; os-brick attaches both over iSCSI and detaches them at the end
-      kaminario.k2.k2_volume_copy:
-        source: "{{ mapped.connection_info['db01-data'] }}"
-        destination: "{{ mapped.connection_info['db01-data-clone'] }}"
-        verify: true
-        progress_file: /var/tmp/db01-data-clone.progress
-      delegate_to: "{{ copy_host }}"
-      become: true
-      register: copied
+- name: Copy and verify; os-brick attaches both over iSCSI and detaches them at the end
+  kaminario.k2.k2_volume_copy:
+    source: "{{ mapped.connection_info['db01-data'] }}"
+    destination: "{{ mapped.connection_info['db01-data-clone'] }}"
+    verify: true
+    progress_file: /var/tmp/db01-data-clone.progress
+  delegate_to: copy01.example.com
+  become: true
+  register: copied
 
-    - name: Show the figures
-      ansible.builtin.debug:
-        msg: >-
-          {{ copied.bytes_copied | human_readable }} copied, {{ copied.bytes_skipped_zero | human_readable }} of zeros
-          skipped, {{ copied.throughput_mib_s }} MiB/s, sha256 {{ copied.checksums.destination }}
+- name: Show the figures
+  ansible.builtin.debug:
+    msg: >-
+      {{ copied.bytes_copied | human_readable }} copied, {{ copied.bytes_skipped_zero | human_readable }} of zeros
+      skipped, {{ copied.throughput_mib_s }} MiB/s, sha256 {{ copied.checksums.destination }}
 
-    - name: Unmap both from the copy host
-      kaminario.k2.k2_host_mapping:
-        host: copy01
-        volumes:
-          - name: db01-data
-          - name: db01-data-clone
-        state: absent
+- name: Unmap both from the copy host
+  kaminario.k2.k2_host_mapping:
+    host: copy01
+    volumes:
+      - name: db01-data
+      - name: db01-data-clone
+    state: absent
 
 - name: Overwrite an existing volume (not known to read zeros) with multipath over FC
   kaminario.k2.k2_volume_copy:
@@ -446,7 +436,9 @@ def attach_copy_detach(attacher, params, size, block_size, sides):
                                   progress_interval=params['progress_interval'], progress_file=params['progress_file']))
     except K2CopyError as exc:
         error = exc.message
-        result.update((key, value) for key, value in exc.details.items() if key != 'errno')
+        if not exc.details.get('wrote', True):
+            result['changed'] = False
+        result.update((key, value) for key, value in exc.details.items() if key not in ('errno', 'wrote'))
     except Exception as exc:  # pylint: disable=broad-except
         # Not foreseen (os-brick raises many types): still detach below, and fail with the traceback.
         error = 'Unexpected error while copying: %s: %s' % (type(exc).__name__, exc)

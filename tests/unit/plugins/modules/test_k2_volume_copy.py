@@ -90,7 +90,9 @@ def test_local_missing_device_fails_cleanly(os_brick, volumes, capsys, tmp_path)
     src, dummy = volumes
     result, failed = run_module(k2_volume_copy.main, dict(source=local(src), destination=local(tmp_path / 'vol-9.img')), capsys)
     assert failed
-    assert 'The destination device' in result['msg'] and 'cannot be read after attach' in result['msg']
+    assert result['msg'] == ('The destination device %s cannot be read after attach. Check that the volume is mapped to this host and '
+                             'the path exists.' % (tmp_path / 'vol-9.img'))
+    assert any('No such file or directory' in line for line in result['os_brick_log'])
     assert result['changed'] is False
 
 
@@ -101,6 +103,8 @@ def test_local_destination_smaller(os_brick, volumes, capsys, tmp_path):
     assert failed
     assert 'holds 1048576 bytes, less than the 4194304 bytes to copy. Grow the destination volume' in result['msg']
     assert content(small) == bytes(MIB)
+    # Refused before anything was written.
+    assert result['changed'] is False
 
 
 # --------------------------------------------------------------------------- check mode and option errors (no os-brick needed)
@@ -245,6 +249,8 @@ def test_copy_failure_still_detaches_both_forced(volumes, capsys, brick, tmp_pat
     assert 'less than the 4194304 bytes to copy' in result['msg']
     assert recorder.calls[-2:] == [('disconnect', 2, True), ('disconnect', 1, True)]
     assert result['destination_size'] == MIB
+    assert result['changed'] is False
+    assert 'wrote' not in result and 'errno' not in result
 
 
 def test_failing_reader_mid_copy_detaches_both(volumes, capsys, brick, monkeypatch):
