@@ -2,6 +2,7 @@
 
 import io
 import json
+import threading
 
 import pytest
 import requests
@@ -347,3 +348,26 @@ def test_unusual_methods_answer_json(sim, http):
     r = http.request("TRACE", sim.api() + "/volumes")
     assert r.status_code == 405 and r.headers["content-type"] == "application/json"
     assert r.json()["error_code"] == "MC_ERR_METHOD_NOT_ALLOWED"
+
+
+def test_concurrent_creates_of_the_same_names(sim, mk, uniq):
+    vg = mk.vg()
+    names = [uniq("race") for dummy in range(15)]
+    results = []
+    lock = threading.Lock()
+
+    def worker():
+        http = sim.session()
+        for name in names:
+            r = http.post(sim.api() + "/volumes", json={"name": name, "size": 1024, "volume_group": {"ref": "/volume_groups/%d" % vg.id}})
+            with lock:
+                results.append((name, r.status_code, r.json().get("error_code")))
+    threads = [threading.Thread(target=worker) for dummy in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name in names:
+        statuses = sorted((s, c) for n, s, c in results if n == name)
+        assert statuses[0] == (201, None) and statuses[1:] == [(400, "MC_ERR_ALREADY_EXISTS")] * 5
+    assert mk.ep.search("volumes", volume_group=vg, __limit=0).total == len(names)
