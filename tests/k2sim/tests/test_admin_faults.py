@@ -58,14 +58,14 @@ def test_request_log_counts_calls_and_proves_no_writes(b, uniq):
 
 def test_latency(b):
     ep = b.endpoint("b")
-    faults(b, latency_ms=300)
+    faults(b, latency_ms=700)
     t0 = time.time()
     ep.search("volumes", __limit=1)
-    assert time.time() - t0 >= 0.3
+    assert time.time() - t0 >= 0.7
     b.admin_call("DELETE", "/arrays/b/faults")
     t0 = time.time()
     ep.search("volumes", __limit=1)
-    assert time.time() - t0 < 0.3
+    assert time.time() - t0 < 0.5          # generous: the machine may be busy
 
 
 def test_http_500_changes_nothing(b, uniq):
