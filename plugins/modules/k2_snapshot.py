@@ -435,10 +435,10 @@ class K2Snapshot(K2Module):
                           "with kaminario.k2.k2_snapshot, or fix the name." % (p['source_snapshot'], self._group_label()))
         elif source.get('is_exposable'):
             self.fail("source_snapshot '%s' is itself a view; create views from snapshots." % source['name'])
-        if p['retention_policy'] is not None or snap is None:
-            self.policy()
         if snap is None:
             self.group()
+        if p['retention_policy'] is not None or snap is None:
+            self.policy()
         current = self.view(snap)
         desired = {
             'name': p['name'],

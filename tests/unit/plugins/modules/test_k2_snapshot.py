@@ -60,9 +60,9 @@ def run(conn, capsys, check=False, diff=False, **args):
 def test_create_takes_snapshot_of_the_group_with_cinder_defaults(k2_server, conn, capsys):
     k2_server.register(
         find_snap('vg1:s1', None),
-        find_policy(),
         ('GET', 'volume_groups', one({'name': 'vg1'}, 'id,name,last_restored_from'), None, 200,
          hits([{'id': 3, 'name': 'vg1', 'last_restored_from': None}])),
+        find_policy(),
         ('POST', 'snapshots', None, {'short_name': 's1', 'source': {'ref': '/volume_groups/3'},
                                      'retention_policy': {'ref': '/retention_policies/1'}, 'is_auto_deleteable': False},
          201, snapshot()),
@@ -108,9 +108,9 @@ def test_by_volume_finds_the_group_then_the_snapshot(k2_server, conn, capsys):
 def test_check_mode_create_sends_no_write(k2_server, conn, capsys):
     k2_server.register(
         find_snap('vg1:s1', None),
-        find_policy(),
         ('GET', 'volume_groups', one({'name': 'vg1'}, 'id,name,last_restored_from'), None, 200,
          hits([{'id': 3, 'name': 'vg1', 'last_restored_from': None}])),
+        find_policy(),
     )
     result, failed = run(conn, capsys, check=True, name='s1', volume_group='vg1')
     assert not failed, result
@@ -276,7 +276,6 @@ def test_invalid_arguments_fail_before_any_request(k2_server, conn, capsys, args
 def test_unknown_volume_group_is_reported(k2_server, conn, capsys):
     k2_server.register(
         find_snap('nope:s1', None),
-        find_policy(),
         ('GET', 'volume_groups', one({'name': 'nope'}, 'id,name,last_restored_from'), None, 200, hits([])),
     )
     result, failed = run(conn, capsys, name='s1', volume_group='nope')
