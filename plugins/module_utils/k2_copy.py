@@ -76,6 +76,8 @@ QUEUE_DEPTH = 4
 # At most this many progress samples are kept (older ones are thinned out).
 MAX_PROGRESS_SAMPLES = 120
 DIRECT_IO_MODES = ('auto', 'always', 'never')
+# Where os-brick's connectors take their file locks unless told otherwise.
+DEFAULT_LOCK_PATH = '/var/lock/os-brick'
 # ioctl numbers from linux/fs.h.
 BLKZEROOUT = 0x127F
 BLKGETSIZE64 = 0x80081272
@@ -721,9 +723,11 @@ class Attacher(object):
     another user they go through ``<root_helper> privsep-helper``.
     """
 
-    def __init__(self, factory, root_helper='sudo', multipath=False, enforce_multipath=False, device_scan_attempts=3):
+    def __init__(self, factory, root_helper='sudo', multipath=False, enforce_multipath=False, device_scan_attempts=3,
+                 lock_path=DEFAULT_LOCK_PATH):
         self.factory = factory
         self.root_helper = root_helper
+        self.lock_path = lock_path
         self.multipath = multipath
         self.enforce_multipath = enforce_multipath
         self.device_scan_attempts = device_scan_attempts
@@ -732,11 +736,28 @@ class Attacher(object):
         brick_log.addHandler(self.log)
         brick_log.propagate = False
 
-    def setup_privileges(self):
-        """Root: run os-brick's privileged functions in-process. Otherwise: start privsep through ``root_helper``."""
+    def setup(self):
+        """Configure os-brick as a service does before its first attach.
+
+        * ``lock_path``: the iSCSI, FC and NVMe connectors take a file lock
+          around connect and disconnect (``external=True``) and refuse to run
+          without a lock directory; other os-brick users on the host (Nova,
+          Cinder) should share it.
+        * privileges: as root, os-brick's privileged functions run in this
+          process; otherwise privsep starts through ``root_helper``.
+        """
         # pylint: disable=import-outside-toplevel
+        from oslo_config import cfg
         from oslo_privsep import priv_context
+        # Importing os_brick.opts registers the [os_brick] options.
+        import os_brick.opts  # noqa: F401 pylint: disable=unused-import
         import os_brick.privileged as brick_privileged
+        try:
+            os.makedirs(self.lock_path, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise K2CopyError('Cannot create the os-brick lock directory %s: %s. Set lock_path to a writable directory.'
+                              % (self.lock_path, exc.strerror))
+        cfg.CONF.set_override('lock_path', self.lock_path, group='os_brick')
         if os.geteuid() == 0:
             for context in (brick_privileged.default, brick_privileged.brick_privsep_hide_output):
                 context.set_client_mode(False)
@@ -788,5 +809,6 @@ class Attacher(object):
 
 
 def _text(exc):
-    text = str(exc).strip() or type(exc).__name__
+    # One line: os-brick's process errors span several (command, exit code, stdout, stderr).
+    text = ' '.join(str(exc).split()) or type(exc).__name__
     return text if text.endswith('.') else text + '.'

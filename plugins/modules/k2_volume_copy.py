@@ -113,6 +113,14 @@ options:
         calls run in the module process and this option is not used.
     type: str
     default: sudo
+  lock_path:
+    description:
+      - Directory for os-brick's file locks, which serialise attaches and detaches on the copy host (os-brick's
+        C([os_brick] lock_path)). Created if missing.
+      - When Nova or Cinder run on the copy host too, give their os-brick lock directory, so that their attaches and
+        this module's never interleave.
+    type: path
+    default: /var/lock/os-brick
   progress_file:
     description:
       - File on the copy host to which a JSON line is appended every O(progress_interval) seconds while the copy runs
@@ -363,6 +371,7 @@ def argument_spec():
         enforce_multipath=dict(type='bool', default=False),
         device_scan_attempts=dict(type='int', default=3),
         root_helper=dict(type='str', default='sudo'),
+        lock_path=dict(type='path', default='/var/lock/os-brick'),
         progress_file=dict(type='path'),
         progress_interval=dict(type='float', default=10.0),
     )
@@ -476,11 +485,13 @@ def main():
         module.fail_json(msg=missing_required_lib('os-brick', reason='to attach volumes on the copy host'), exception=import_error)
     attacher = Attacher(connector.InitiatorConnector.factory, root_helper=module.params['root_helper'],
                         multipath=module.params['multipath'], enforce_multipath=module.params['enforce_multipath'],
-                        device_scan_attempts=module.params['device_scan_attempts'])
+                        device_scan_attempts=module.params['device_scan_attempts'], lock_path=module.params['lock_path'])
     try:
-        attacher.setup_privileges()
+        attacher.setup()
+    except K2CopyError as exc:
+        module.fail_json(msg=exc.message)
     except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg='Could not set up os-brick privileges with root_helper %r: %s. Run the task with become=true.'
+        module.fail_json(msg='Could not set up os-brick with root_helper %r: %s. Run the task with become=true.'
                          % (module.params['root_helper'], exc))
 
     result, error = attach_copy_detach(attacher, module.params, size, block_size, sides)

@@ -57,7 +57,7 @@ def os_brick():
 def test_local_copy_with_verify(os_brick, volumes, capsys, tmp_path):
     src, dst = volumes
     progress = tmp_path / 'progress.jsonl'
-    args = dict(source=local(src), destination=local(dst), verify=True, progress_file=str(progress))
+    args = dict(source=local(src), destination=local(dst), verify=True, progress_file=str(progress), lock_path=str(tmp_path / 'locks'))
     result, failed = run_module(k2_volume_copy.main, args, capsys)
     assert not failed, result
     assert result['changed'] is True
@@ -75,7 +75,7 @@ def test_local_copy_with_verify(os_brick, volumes, capsys, tmp_path):
 
 def test_local_copy_runs_again_and_reports_changed(os_brick, volumes, capsys):
     src, dst = volumes
-    args = dict(source=local(src), destination=local(dst), block_size='64KiB')
+    args = dict(source=local(src), destination=local(dst), block_size='64KiB', lock_path=str(volumes[0]) + '.locks')
     first, failed = run_module(k2_volume_copy.main, args, capsys)
     assert not failed, first
     second, failed = run_module(k2_volume_copy.main, args, capsys)
@@ -88,7 +88,8 @@ def test_local_copy_runs_again_and_reports_changed(os_brick, volumes, capsys):
 
 def test_local_missing_device_fails_cleanly(os_brick, volumes, capsys, tmp_path):
     src, dummy = volumes
-    result, failed = run_module(k2_volume_copy.main, dict(source=local(src), destination=local(tmp_path / 'vol-9.img')), capsys)
+    args = dict(source=local(src), destination=local(tmp_path / 'vol-9.img'), lock_path=str(tmp_path / 'locks'))
+    result, failed = run_module(k2_volume_copy.main, args, capsys)
     assert failed
     assert result['msg'] == ('The destination device %s cannot be read after attach. Check that the volume is mapped to this host and '
                              'the path exists.' % (tmp_path / 'vol-9.img'))
@@ -99,12 +100,41 @@ def test_local_missing_device_fails_cleanly(os_brick, volumes, capsys, tmp_path)
 def test_local_destination_smaller(os_brick, volumes, capsys, tmp_path):
     src, dummy = volumes
     small = make_file(tmp_path / 'small.img', MIB)
-    result, failed = run_module(k2_volume_copy.main, dict(source=local(src), destination=local(small)), capsys)
+    result, failed = run_module(k2_volume_copy.main, dict(source=local(src), destination=local(small), lock_path=str(tmp_path / 'locks')), capsys)
     assert failed
     assert 'holds 1048576 bytes, less than the 4194304 bytes to copy. Grow the destination volume' in result['msg']
     assert content(small) == bytes(MIB)
     # Refused before anything was written.
     assert result['changed'] is False
+
+
+def test_real_iscsi_connector_gets_past_its_lock(os_brick, volumes, capsys, tmp_path):
+    """The real iSCSI connector locks connect_volume in lock_path: without the set-up it would refuse to run at all.
+
+    Nothing listens on 127.0.0.1:9, so the attach fails (at iscsiadm, or at the login when iscsiadm exists) and the
+    destination is never attached.
+    """
+    dummy, dst = volumes
+    source = {'driver_volume_type': 'iscsi', 'data': {'target_iqn': 'iqn.2009-01.com.kaminario:storage.k2.1', 'target_portal': '127.0.0.1:9',
+                                                      'target_lun': 1, 'target_discovered': True}}
+    locks = tmp_path / 'locks'
+    result, failed = run_module(k2_volume_copy.main, dict(source=source, destination=local(dst), lock_path=str(locks), device_scan_attempts=1),
+                                capsys)
+    assert failed
+    assert result['msg'].startswith('Could not attach the source (iscsi, 127.0.0.1:9 iqn.2009-01.com.kaminario:storage.k2.1 LUN 1): ')
+    assert 'lock_path' not in result['msg']
+    assert '\n' not in result['msg']
+    assert 'os-brick-connect_volume' in os.listdir(str(locks))
+    assert result['changed'] is False and result['destination_device']['path'] is None
+
+
+def test_unwritable_lock_path(os_brick, volumes, capsys, tmp_path):
+    src, dst = volumes
+    blocker = make_file(tmp_path / 'not-a-dir', 1)
+    result, failed = run_module(k2_volume_copy.main, dict(source=local(src), destination=local(dst), lock_path=blocker + '/locks'), capsys)
+    assert failed
+    assert result['msg'].startswith('Cannot create the os-brick lock directory %s/locks: ' % blocker)
+    assert result['msg'].endswith('Set lock_path to a writable directory.')
 
 
 # --------------------------------------------------------------------------- check mode and option errors (no os-brick needed)
@@ -222,7 +252,7 @@ class Recorder(object):
 def brick(monkeypatch):
     def install(recorder):
         monkeypatch.setattr(k2_volume_copy, 'load_os_brick', lambda: (recorder, None))
-        monkeypatch.setattr(k2_copy.Attacher, 'setup_privileges', lambda self: None)
+        monkeypatch.setattr(k2_copy.Attacher, 'setup', lambda self: None)
         return recorder
     return install
 
