@@ -20,6 +20,7 @@ import os
 import threading
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from ansible_collections.kaminario.k2.plugins.module_utils import k2_copy
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_copy import (
@@ -186,6 +187,24 @@ def test_empty_copy(files):
     result = copy_device(str(src), str(dst), verify=True)
     assert result['size'] == 0 and result['bytes_copied'] == 0
     assert result['checksums']['source'] == hashlib.sha256(b'').hexdigest()
+
+
+@settings(max_examples=40)
+@given(layout=st.lists(st.tuples(st.integers(0, 3 * MIB), st.integers(1, 300 * KIB), st.sampled_from(['data', 'zeros'])), max_size=6),
+       extra=st.integers(0, 3 * MIB), block_size=st.sampled_from([4 * KIB, 12 * KIB, 256 * KIB, MIB]),
+       dest_is_zeroed=st.booleans())
+def test_any_layout_copies_exactly(tmp_path_factory, layout, extra, block_size, dest_is_zeroed):
+    """Property: whatever the holes, written zeros, sizes and block size, the copied range ends up identical."""
+    tmp = tmp_path_factory.mktemp('layout')
+    size = max([offset + length for offset, length, dummy in layout] + [extra])
+    chunks = [(offset, pattern(length, offset) if kind == 'data' else bytes(length)) for offset, length, kind in layout]
+    src = make_file(tmp / 's', size, chunks)
+    # A destination that is not zero (when allowed) must be fully overwritten.
+    dst = make_file(tmp / 'd', size + 4096, fill=None if dest_is_zeroed else 0xd7)
+    result = copy_device(src, dst, block_size=block_size, dest_is_zeroed=dest_is_zeroed, verify=True)
+    assert read(dst, 0, size) == read(src)
+    check_accounting(result, size)
+    assert result['checksums']['source'] == result['checksums']['destination']
 
 
 # --------------------------------------------------------------------------- verification
