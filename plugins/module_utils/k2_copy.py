@@ -17,8 +17,11 @@ Two parts, usable apart:
     destination is not known to read zeros (``dest_is_zeroed=False``), those
     ranges are zeroed instead (``BLKZEROOUT`` on a block device, zero writes
     on a file);
-  - a reader thread keeps up to ``QUEUE_DEPTH`` blocks in flight while the
-    caller's thread writes, so reads and writes overlap;
+  - a reader thread reads ahead while up to ``io_depth`` writer threads
+    write, so reads and writes overlap and the destination sees several
+    writes at once (arrays reached over iSCSI or FC serve a queue of
+    requests much faster than one request at a time, which is what dd does);
+    the caller's thread keeps the source order for hashing and progress;
   - ``O_DIRECT`` with page-aligned buffers on block devices that accept it
     (the probe is one aligned read), buffered I/O otherwise and on regular
     files unless ``direct_io='always'``; a tail shorter than the alignment
@@ -42,6 +45,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import concurrent.futures
 import errno
 import fcntl
 import hashlib
@@ -71,8 +75,9 @@ MIN_BLOCK_SIZE = ALIGN
 MAX_BLOCK_SIZE = 64 * MIB
 # Bytes of data extents the kernel is asked to read ahead of the reader (buffered reads only).
 READAHEAD = 8 * MIB
-# Blocks read ahead of the writer.
-QUEUE_DEPTH = 4
+# Writes in flight at once (the reader keeps up to two more blocks ready).
+DEFAULT_IO_DEPTH = 4
+MAX_IO_DEPTH = 32
 # At most this many progress samples are kept (older ones are thinned out).
 MAX_PROGRESS_SAMPLES = 120
 DIRECT_IO_MODES = ('auto', 'always', 'never')
@@ -428,19 +433,26 @@ class _Writer(object):
         self.bytes_copied = 0
         self.bytes_skipped_zero = 0
         self.bytes_zeroed = 0
+        self.lock = threading.Lock()
+        # Direct descriptors given up after EINVAL, closed once the writers are done.
+        self.fallbacks = []
 
     def write(self, view, offset):
+        """Write ``view`` at ``offset`` (called from several writer threads at once)."""
         dst = self.dst
-        if dst.dfd is not None and len(view) % ALIGN == 0:
+        dfd = dst.dfd
+        if dfd is not None and len(view) % ALIGN == 0:
             try:
-                _write_full(dst.dfd, view, offset, dst.role, dst.path)
+                _write_full(dfd, view, offset, dst.role, dst.path)
                 return
             except K2CopyError as exc:
                 if exc.details.get('errno') != errno.EINVAL:
                     raise
-                # The device refused this direct write: carry on buffered.
-                os.close(dst.dfd)
-                dst.dfd = None
+                # The device refused this direct write: carry on buffered. Other writers may get here too; the
+                # descriptor is closed once (it stays open until then, so no writer uses a recycled number).
+                with self.lock:
+                    self.fallbacks.append(dfd)
+                    dst.dfd = None
         _write_full(dst.fd, view, offset, dst.role, dst.path)
 
     def hash_zeros(self, length):
@@ -465,7 +477,7 @@ class _Writer(object):
 
 
 def copy_device(src_path, dst_path, size=None, block_size=DEFAULT_BLOCK_SIZE, dest_is_zeroed=True, direct_io='auto',
-                verify=False, progress_interval=10.0, progress_file=None, clock=time.time):
+                verify=False, progress_interval=10.0, progress_file=None, clock=time.time, io_depth=DEFAULT_IO_DEPTH):
     """Copy ``size`` bytes (default: the whole source) from ``src_path`` to ``dst_path``; return the figures.
 
     The result holds ``size``, ``block_size``, ``bytes_copied`` (data
@@ -476,6 +488,8 @@ def copy_device(src_path, dst_path, size=None, block_size=DEFAULT_BLOCK_SIZE, de
     per side, ``progress`` (samples), and with ``verify`` the
     ``checksums`` and ``verify_duration_s``. Raises ``K2CopyError``.
     """
+    if not isinstance(io_depth, int) or not 1 <= io_depth <= MAX_IO_DEPTH:
+        raise K2CopyError('io_depth must be a whole number from 1 to %d, not %r.' % (MAX_IO_DEPTH, io_depth))
     if direct_io not in DIRECT_IO_MODES:
         raise K2CopyError('direct_io must be one of %s, not %r.' % (', '.join(DIRECT_IO_MODES), direct_io))
     if not isinstance(block_size, int) or block_size % ALIGN or not MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE:
@@ -499,7 +513,8 @@ def copy_device(src_path, dst_path, size=None, block_size=DEFAULT_BLOCK_SIZE, de
             raise K2CopyError('The destination %s holds %d bytes, less than the %d bytes to copy. Grow the destination volume '
                               '(k2_volume size) to at least the source size, or copy fewer bytes with size.' % (dst_path, dst.size, size),
                               source_size=src.size, destination_size=dst.size, wrote=False)
-        result = _copy(src, dst, size, block_size, dest_is_zeroed, verify, Progress(size, progress_interval, progress_file, clock), clock)
+        result = _copy(src, dst, size, block_size, dest_is_zeroed, verify, Progress(size, progress_interval, progress_file, clock), clock,
+                       io_depth)
         result['source_size'] = src.size
         result['destination_size'] = dst.size
         return result
@@ -509,16 +524,30 @@ def copy_device(src_path, dst_path, size=None, block_size=DEFAULT_BLOCK_SIZE, de
                 device.close()
 
 
-def _copy(src, dst, size, block_size, dest_is_zeroed, verify, progress, clock):
+def _copy(src, dst, size, block_size, dest_is_zeroed, verify, progress, clock, io_depth):
     zero_block = bytes(block_size)
-    buffers = [mmap.mmap(-1, block_size) for dummy in range(QUEUE_DEPTH)]
+    # Blocks in flight: up to io_depth being written, one being read, one waiting in between.
+    buffers = [mmap.mmap(-1, block_size) for dummy in range(io_depth + 2)]
     views = [memoryview(b) for b in buffers]
     hasher = hashlib.sha256() if verify else None
     writer = _Writer(dst, dest_is_zeroed, hasher, zero_block)
     reader = _Reader(src, size, block_size, views, zero_block)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=io_depth, thread_name_prefix='k2-copy-writer')
+    pending = collections.deque()
     started = clock()
     done = 0
     direct = {'source': src.direct, 'destination': dst.direct}
+
+    def settle(count):
+        """Wait for the oldest writes until at most ``count`` are in flight; give their buffers back to the reader."""
+        while len(pending) > count:
+            future, index = pending.popleft()
+            try:
+                future.result()
+            finally:
+                if index is not None:
+                    reader.free.put(index)
+
     try:
         reader.start()
         while True:
@@ -527,36 +556,43 @@ def _copy(src, dst, size, block_size, dest_is_zeroed, verify, progress, clock):
                 break
             if kind == 'error':
                 raise offset
+            # The hash follows the source order here; only the writes run in parallel.
             if kind == 'hole':
-                if not dest_is_zeroed:
-                    writer.zero_range(offset, length)
-                    writer.bytes_zeroed += length
-                else:
-                    writer.bytes_skipped_zero += length
                 if hasher is not None:
                     writer.hash_zeros(length)
+                if dest_is_zeroed:
+                    writer.bytes_skipped_zero += length
+                else:
+                    pending.append((pool.submit(writer.zero_range, offset, length), None))
+                    writer.bytes_zeroed += length
             else:
                 view = views[index][:length]
+                if hasher is not None:
+                    hasher.update(view)
                 if kind == 'data':
-                    writer.write(view, offset)
+                    pending.append((pool.submit(writer.write, view, offset), index))
                     writer.bytes_copied += length
                 elif not dest_is_zeroed:
-                    writer.zero_range(offset, length)
+                    pending.append((pool.submit(writer.zero_range, offset, length), index))
                     writer.bytes_zeroed += length
                 else:
                     writer.bytes_skipped_zero += length
-                if hasher is not None:
-                    hasher.update(view)
-                view.release()
-                reader.free.put(index)
+                    reader.free.put(index)
+            settle(io_depth - 1)
             done += length
             progress.sample(done)
+        settle(0)
         try:
             os.fsync(dst.fd)
         except OSError as exc:
             raise K2CopyError('Flushing the destination device %s failed: %s.' % (dst.path, exc.strerror), errno=exc.errno)
     finally:
         reader.stop.set()
+        # Let the writes in flight finish (their errors, if any, come after the one being raised) before the buffers go.
+        pool.shutdown(wait=True)
+        pending.clear()
+        for fd in set(writer.fallbacks):
+            os.close(fd)
         reader.join()
         for view in views:
             view.release()
@@ -575,6 +611,7 @@ def _copy(src, dst, size, block_size, dest_is_zeroed, verify, progress, clock):
         'duration_s': round(duration, 3),
         'throughput_mib_s': round(size / MIB / duration, 1),
         'direct_io': direct,
+        'io_depth': io_depth,
         'notes': [],
     }
     if dst.direct != direct['destination']:

@@ -60,6 +60,13 @@ options:
       - Zero detection works per block, so a smaller block finds more zeros and a larger one makes fewer system calls.
     type: raw
     default: 1MiB
+  io_depth:
+    description:
+      - How many writes to the destination are in flight at once (writer threads); a reader thread reads ahead of them.
+      - An array reached over iSCSI or FC completes a queue of requests much faster than one request at a time,
+        which is how dd (and so Cinder) copies; V(1) copies one block at a time as dd does.
+    type: int
+    default: 4
   dest_is_zeroed:
     description:
       - V(true) (the default) means the destination already reads zeros, as a volume just created on K2 does, so zero
@@ -294,6 +301,11 @@ throughput_mib_s:
   returned: success
   type: float
   sample: 677.3
+io_depth:
+  description: Writes that were in flight at once.
+  returned: success
+  type: int
+  sample: 4
 direct_io:
   description: Whether direct I/O was used on each side.
   returned: success
@@ -352,7 +364,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_copy import (
-    ALIGN, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, Attacher, K2CopyError, copy_device, describe_target, load_os_brick,
+    ALIGN, MAX_BLOCK_SIZE, MAX_IO_DEPTH, MIN_BLOCK_SIZE, Attacher, K2CopyError, copy_device, describe_target, load_os_brick,
     validate_connection_info,
 )
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_sizes import K2SizeError, format_bytes, parse_size
@@ -364,6 +376,7 @@ def argument_spec():
         destination=dict(type='dict', required=True),
         size=dict(type='raw'),
         block_size=dict(type='raw', default='1MiB'),
+        io_depth=dict(type='int', default=4),
         dest_is_zeroed=dict(type='bool', default=True),
         direct_io=dict(type='str', default='auto', choices=['auto', 'always', 'never']),
         verify=dict(type='bool', default=False),
@@ -387,6 +400,8 @@ def read_options(params):
     if block_size % ALIGN or not MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE:
         raise K2CopyError("Invalid value %r for option 'block_size': it must be a multiple of 4 KiB from %s to %s."
                           % (params['block_size'], format_bytes(MIN_BLOCK_SIZE), format_bytes(MAX_BLOCK_SIZE)))
+    if not 1 <= params['io_depth'] <= MAX_IO_DEPTH:
+        raise K2CopyError("Invalid value %d for option 'io_depth': give a number from 1 to %d." % (params['io_depth'], MAX_IO_DEPTH))
     if params['device_scan_attempts'] < 1:
         raise K2CopyError("Invalid value %d for option 'device_scan_attempts': give at least 1." % params['device_scan_attempts'])
     if params['progress_interval'] <= 0:
@@ -422,7 +437,7 @@ def plan_only(params, size, block_size, sides):
                               % (format_bytes(sizes['destination']), format_bytes(copy_size)))
         result.update(size=copy_size, source_size=sizes['source'], destination_size=sizes['destination'])
     result['plan'] = dict(size=result['size'], block_size=block_size, dest_is_zeroed=params['dest_is_zeroed'],
-                          verify=params['verify'], direct_io=params['direct_io'], multipath=params['multipath'])
+                          verify=params['verify'], direct_io=params['direct_io'], multipath=params['multipath'], io_depth=params['io_depth'])
     return result
 
 
@@ -442,7 +457,8 @@ def attach_copy_detach(attacher, params, size, block_size, sides):
         result['changed'] = True
         result.update(copy_device(attached[0].path, attached[1].path, size=size, block_size=block_size,
                                   dest_is_zeroed=params['dest_is_zeroed'], direct_io=params['direct_io'], verify=params['verify'],
-                                  progress_interval=params['progress_interval'], progress_file=params['progress_file']))
+                                  progress_interval=params['progress_interval'], progress_file=params['progress_file'],
+                                  io_depth=params['io_depth']))
     except K2CopyError as exc:
         error = exc.message
         if not exc.details.get('wrote', True):

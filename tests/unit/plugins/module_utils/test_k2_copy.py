@@ -366,6 +366,67 @@ def test_direct_write_refused_falls_back_to_buffered(files, monkeypatch):
     assert result['notes'] == ['The destination refused a direct write; the rest of the copy used buffered I/O.']
 
 
+@pytest.mark.parametrize('io_depth', [1, 2, 16])
+def test_io_depths_copy_the_same(files, io_depth):
+    src, dst = files
+    size = 5 * MIB + 4096
+    make_file(src, size, [(0, pattern(2 * MIB, 16)), (3 * MIB, bytes(MIB)), (size - 4096, pattern(4096, 17))])
+    make_file(dst, size, fill=0x42)
+    result = copy_device(str(src), str(dst), block_size=256 * KIB, io_depth=io_depth, dest_is_zeroed=False, verify=True)
+    assert read(dst) == read(src)
+    assert result['io_depth'] == io_depth
+    check_accounting(result, size)
+
+
+@pytest.mark.parametrize('io_depth', [0, 33, '4'])
+def test_bad_io_depth(files, io_depth):
+    with pytest.raises(K2CopyError, match='io_depth must be a whole number from 1 to 32'):
+        copy_device(str(files[0]), str(files[1]), io_depth=io_depth)
+
+
+def test_parallel_writers_fall_back_once_and_close_the_direct_descriptor_once(files, monkeypatch):
+    src, dst = files
+    make_file(src, 8 * MIB, [(0, pattern(8 * MIB, 18))])
+    make_file(dst, 8 * MIB)
+    real_pwritev = os.pwritev
+    real_close = os.close
+    closed = []
+
+    def no_direct_writes(fd, buffers, offset, *args):
+        if _is_direct(fd):
+            raise OSError(errno.EINVAL, 'Invalid argument')
+        return real_pwritev(fd, buffers, offset, *args)
+
+    def recording_close(fd):
+        closed.append(fd)
+        real_close(fd)
+
+    monkeypatch.setattr(k2_copy.os, 'pwritev', no_direct_writes)
+    monkeypatch.setattr(k2_copy.os, 'close', recording_close)
+    result = copy_device(str(src), str(dst), direct_io='always', io_depth=8, block_size=256 * KIB)
+    assert read(dst) == read(src)
+    assert result['notes'] == ['The destination refused a direct write; the rest of the copy used buffered I/O.']
+    assert len(closed) == len(set(closed))
+
+
+def test_failing_parallel_writer_leaves_no_thread_behind(files, monkeypatch):
+    src, dst = files
+    make_file(src, 8 * MIB, [(0, pattern(8 * MIB, 19))])
+    make_file(dst, 8 * MIB)
+    real = os.pwritev
+
+    def failing(fd, buffers, offset, *args):
+        if offset == 5 * MIB:
+            raise OSError(errno.EIO, 'Input/output error')
+        return real(fd, buffers, offset, *args)
+
+    monkeypatch.setattr(k2_copy.os, 'pwritev', failing)
+    before = threading.active_count()
+    with pytest.raises(K2CopyError, match='failed at offset 5242880: Input/output error'):
+        copy_device(str(src), str(dst), io_depth=8, block_size=MIB)
+    assert threading.active_count() == before
+
+
 # --------------------------------------------------------------------------- extents and progress
 
 def test_extents_cover_the_range_exactly(tmp_path):

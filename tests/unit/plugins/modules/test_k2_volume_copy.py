@@ -147,7 +147,8 @@ def test_check_mode_attaches_and_copies_nothing(volumes, capsys, monkeypatch):
     assert result['changed'] is True
     assert content(dst) == bytes(4 * MIB)
     assert result['size'] == 4 * MIB and result['destination_size'] == 4 * MIB
-    assert result['plan'] == {'size': 4 * MIB, 'block_size': MIB, 'dest_is_zeroed': True, 'verify': True, 'direct_io': 'auto', 'multipath': False}
+    assert result['plan'] == {'size': 4 * MIB, 'block_size': MIB, 'dest_is_zeroed': True, 'verify': True, 'direct_io': 'auto', 'multipath': False,
+                              'io_depth': 4}
     assert result['source_device'] == {'transport': 'local', 'target': src, 'path': None}
     assert 'bytes_copied' not in result
 
@@ -175,6 +176,8 @@ def test_check_mode_iscsi_plans_without_sizes(capsys):
     (dict(block_size='128MiB'), "it must be a multiple of 4 KiB from 4 KiB to 64 MiB."),
     (dict(size='-1GiB'), "Invalid value '-1GiB' for option 'size': sizes cannot be negative"),
     (dict(device_scan_attempts=0), "Invalid value 0 for option 'device_scan_attempts': give at least 1."),
+    (dict(io_depth=0), "Invalid value 0 for option 'io_depth': give a number from 1 to 32."),
+    (dict(io_depth=33), "Invalid value 33 for option 'io_depth': give a number from 1 to 32."),
     (dict(progress_interval=0), "Invalid value 0.0 for option 'progress_interval'"),
     (dict(enforce_multipath=True), 'enforce_multipath=true needs multipath=true.'),
     (dict(source={'driver_volume_type': 'nvme', 'data': {}}), "source.driver_volume_type must be one of fibre_channel, iscsi, local, not 'nvme'."),
