@@ -21,8 +21,8 @@ def _err(status, msg):
     return _json({"error_code": "ADMIN_ERROR", "error_msg": msg}, status)
 
 
-def build_admin_app(services):
-    """services: dict name -> ArrayService (each with a .listener that can stop and start)."""
+def build_admin_app(services, engine=None):
+    """services: dict name -> ArrayService (each with a .listener that can stop and start); engine: ReplicationEngine."""
 
     def describe(svc):
         return {"name": svc.name, "url": svc.url, "ca_file": svc.ca_file, "sdp_id": svc.array.sdp_id,
@@ -127,6 +127,50 @@ def build_admin_app(services):
         return _json({"token": token, "user": user, "role": svc.users[user][1], "sdp_id": svc.array.sdp_id,
                       "prefix": "/rest/sdps/%d/api/v2" % svc.array.sdp_id}, 201)
 
+    async def replication(request):
+        if engine is None:
+            return _err(404, "replication is not running in this process")
+        if request.method == "PATCH":
+            try:
+                engine.settings.update(await body_of(request))
+            except (ValueError, TypeError) as err:
+                return _err(400, str(err))
+        return _json(engine.describe())
+
+    async def replication_cycle(request):
+        try:
+            svc = lookup(request)
+            data = await body_of(request)
+        except KeyError as err:
+            return _err(404, "no array named %s" % err)
+        except ValueError as err:
+            return _err(400, str(err))
+        arr = svc.array
+        name = data.get("session")
+        sessions = [s for s in arr.store.all("replication/sessions") if name is None or s["name"] == name]
+        if name is not None and not sessions:
+            return _err(404, "array %s has no replication session named %r" % (svc.name, name))
+        queued = []
+        for sess in sessions:
+            if sess["current_role"] != "source" or sess["state"] != "in_sync":
+                if name is not None:
+                    return _err(400, "session %s is %s with role %s; cycles run on in_sync source sessions"
+                                % (sess["name"], sess["state"], sess["current_role"]))
+                continue
+            queued.append({"session": sess["name"], "generation_number": engine.queue_cycle(arr, sess, "rpo")})
+        return _json({"queued": queued})
+
+    async def volume_file(request):
+        try:
+            svc = lookup(request)
+        except KeyError as err:
+            return _err(404, "no array named %s" % err)
+        name = request.query_params.get("volume")
+        vol = svc.array.store.by_ukey("volumes", name or "")
+        if vol is None or vol["name"] == "CTRL":
+            return _err(404, "array %s has no volume named %r" % (svc.name, name))
+        return _json({"volume": vol["name"], "id": vol["id"], "size": vol["size"], "path": svc.array.volume_path(vol["id"])})
+
     async def not_found(request):
         return _err(404, "no admin endpoint %s %s; see the k2sim README" % (request.method, request.url.path))
 
@@ -138,5 +182,8 @@ def build_admin_app(services):
         Route("/arrays/{name}/requests", requests_log, methods=["GET", "DELETE"]),
         Route("/arrays/{name}/backing", backing),
         Route("/arrays/{name}/tokens", tokens, methods=["POST"]),
+        Route("/arrays/{name}/replication/cycle", replication_cycle, methods=["POST"]),
+        Route("/arrays/{name}/volume_file", volume_file),
+        Route("/replication", replication, methods=["GET", "PATCH"]),
         Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ])

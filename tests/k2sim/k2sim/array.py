@@ -13,6 +13,7 @@ import time
 from k2sim import __version__, dataplane
 from k2sim.errors import ApiError
 from k2sim.query import parse, match, sort_key
+from k2sim.replication import ReplicationMixin
 from k2sim.schema import BOOL, CONNECTIVITY_TYPES, FLOAT, HOST_TYPES, INT, REF, RESOURCES, STR
 from k2sim.store import Store
 
@@ -37,6 +38,9 @@ EVENT_IDS = {
     "RETENTION_POLICY_CREATED": 300, "RETENTION_POLICY_UPDATED": 301, "RETENTION_POLICY_DELETED": 302,
     "VG_CAPACITY_POLICY_CREATED": 303, "VG_CAPACITY_POLICY_UPDATED": 304, "VG_CAPACITY_POLICY_DELETED": 305,
     "SYSTEM_UPDATED": 310, "SYSTEM_INITIALIZED": 311,
+    "REPLICATION_PEER_CREATED": 320, "REPLICATION_PEER_UPDATED": 321, "REPLICATION_PEER_DELETED": 322,
+    "REPLICATION_SESSION_CREATED": 323, "REPLICATION_SESSION_UPDATED": 324, "REPLICATION_SESSION_DELETED": 325,
+    "REPLICATION_SESSION_STATE_CHANGED": 326, "REPLICATION_PEER_VOLUME_CREATED": 327, "REPLICATION_PEER_VOLUME_DELETED": 328,
 }
 
 
@@ -57,7 +61,7 @@ def invalid(msg):
     return ApiError("MC_ERR_INVALID_ARG", msg)
 
 
-class Array(object):
+class Array(ReplicationMixin):
     def __init__(self, name, data_dir):
         self.name = name
         self.data_dir = data_dir
@@ -67,7 +71,7 @@ class Array(object):
         self.db_path = os.path.join(data_dir, "k2sim.sqlite3")
         self.store = Store(self.db_path, RESOURCES)
         self.sequence_floor = {}
-        # Every array of the process by name, set by the server: replication will reach its peers through it.
+        # Every other array of the process by name, set by the server: replication reaches its peers through it.
         self.peers = {}
         if self.store.meta.get("seeded") != "1":
             with self.store.txn():
@@ -215,7 +219,7 @@ class Array(object):
                 return None
             if isinstance(value, dict) and "ref" in value:
                 value = value["ref"]
-            if not isinstance(value, str) or not re.match(r"^/[a-z_/]+/\d+$", value):
+            if not isinstance(value, str) or not re.match(r"^/[a-z0-9_/]+/\d+$", value):
                 raise invalid('%s must be a reference like {"ref": "/%s/1"}, got %r'
                               % (where, (spec.targets or ("resource",))[0], value))
             target, oid = split_ref(value)
@@ -636,6 +640,7 @@ class Array(object):
         return new
 
     def _delete_volume_groups(self, obj, user):
+        self.repl_check_vg_delete(obj)
         vols = self._vg_volumes(obj["id"])
         if vols:
             raise ApiError("MC_ERR_IN_USE", "volume group %s still holds %d volume(s) (%s); delete them first"
@@ -675,6 +680,7 @@ class Array(object):
             "views_count": sum(1 for s in snaps if s["is_exposable"]),
             "volumes_count": len(vols),
         })
+        self.repl_render_vg(obj, out)
 
     # ----- volumes -------------------------------------------------------------------------------
     def _check_size(self, size):
@@ -711,6 +717,7 @@ class Array(object):
                                % (obj["name"], obj["size"], size))
         vg = self.store.get("volume_groups", split_ref(obj["volume_group"])[1])
         if "volume_group" in changes:
+            self.repl_check_volume_free(obj, "moved to another volume group")
             target = self.store.get("volume_groups", split_ref(changes["volume_group"])[1])
             if target["is_dedup"] != vg["is_dedup"]:
                 raise ApiError("MC_ERR_FORBIDDEN_CHANGE", "volume %s cannot move from %s volume group %s to %s volume group %s"
@@ -730,6 +737,7 @@ class Array(object):
     def _delete_volumes(self, obj, user):
         if obj["name"] == "CTRL":
             raise ApiError("MC_ERR_FORBIDDEN_CHANGE", "CTRL is a system volume and cannot be deleted")
+        self.repl_check_volume_free(obj, "deleted")
         vref = ref("volumes", obj["id"])
         maps = self.store.by_ref("mappings", "volume", vref)
         if maps:
@@ -750,6 +758,7 @@ class Array(object):
                     "snapshots_logical_capacity": 0, "no_dedup": alloc, "dedup_source": 0, "dedup_target": 0,
                     "avg_compressed_ratio": 1.0, "node_id": 1 + obj["id"] % 2,
                     "current_stats": ref("stats/volumes", obj["id"])})
+        self.repl_render_volume(obj, out)
 
     def _host_label(self, host_ref):
         res, oid = split_ref(host_ref)
@@ -758,6 +767,14 @@ class Array(object):
 
     # ----- snapshots, views, volsnaps ------------------------------------------------------
     def _create_snapshots(self, values, user):
+        if values.get("replication_session"):
+            return self._create_replication_snapshot(values, user)
+        for fname in ("short_name", "source", "retention_policy"):
+            if values.get(fname) is None:
+                raise invalid("POST snapshots: the field %r is mandatory (except for replication snapshots)" % fname)
+        return self._create_plain_snapshot(values, user)
+
+    def _create_plain_snapshot(self, values, user):
         short = values["short_name"]
         self._check_name("snapshot short_name", short)
         src_res, src_id = split_ref(values["source"])
@@ -828,6 +845,7 @@ class Array(object):
             self._update("volumes", vol, last_restored_from=None)
         for view in self.store.by_ref("snapshots", "source", sref):
             self._update("snapshots", view, source=None)
+        self.repl_forget_snapshot(sref)
         self.store.delete("snapshots", snap["id"])
 
     def _delete_snapshots(self, obj, user):
@@ -842,7 +860,8 @@ class Array(object):
 
     def _render_snapshots(self, obj, out, ctx):
         vss = self.store.by_ref("volsnaps", "snapshot", ref("snapshots", obj["id"]))
-        out.update({"is_deleted": False, "is_exist_on_peer": False, "is_external": False, "is_originating_from_peer": False,
+        out.update({"is_deleted": False, "is_exist_on_peer": bool(obj.get("_exist_on_peer") or obj.get("_from_peer")),
+                    "is_external": False, "is_originating_from_peer": bool(obj.get("_from_peer")),
                     "volsnaps_provisioned_capacity": sum(v["size"] for v in vss), "wwn": None,
                     "iscsi_tgt_converted_name": obj["name"]})
 
@@ -1043,6 +1062,7 @@ class Array(object):
             vol = self.store.get("volumes", vol_id)
             if vol["name"] == "CTRL":
                 raise ApiError("MC_ERR_FORBIDDEN_CHANGE", "CTRL is a system volume and cannot be mapped")
+            self.repl_check_mappable(vol)
         else:
             snap = self.store.get("snapshots", vol_id)
             if not snap["is_exposable"]:

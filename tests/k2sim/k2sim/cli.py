@@ -41,6 +41,16 @@ def parse_user(text):
     return parts[0], parts[1], role
 
 
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number, got %r" % text)
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError("expected a number between 0 and 3600, got %r" % text)
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="k2sim", description="Stateful simulator of the Kaminario K2 REST API v2.")
     parser.add_argument("--version", action="version", version="k2sim %s" % __version__)
@@ -55,6 +65,12 @@ def build_parser():
                        help="plain-HTTP admin API address (faults, request log, backing files)")
     serve.add_argument("--cert", help="server certificate (PEM); default: generated under DATA_DIR/tls")
     serve.add_argument("--key", help="private key of --cert (PEM)")
+    serve.add_argument("--replication-delay", type=_seconds, default=0.5, metavar="SECONDS",
+                       help="how long a session state change takes to show on the peer session (default 0.5)")
+    serve.add_argument("--replication-transfer", type=_seconds, default=0.5, metavar="SECONDS",
+                       help="how long one replication cycle (snapshot transfer) takes (default 0.5)")
+    serve.add_argument("--rpo-scale", type=_seconds, default=1.0, metavar="FACTOR",
+                       help="RPO cycles run every rpo*FACTOR seconds; 0 turns automatic RPO cycles off (default 1)")
     return parser
 
 
@@ -78,8 +94,10 @@ def main(argv=None):
         # uvicorn reports open keep-alive connections at shutdown as errors; they are normal here.
         logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
     from k2sim.server import serve
+    from k2sim.replication import ReplicationSettings
+    settings = ReplicationSettings(args.replication_delay, args.replication_transfer, args.rpo_scale)
     try:
-        return asyncio.run(serve(os.path.abspath(args.data_dir), args.array, users, args.admin, args.cert, args.key))
+        return asyncio.run(serve(os.path.abspath(args.data_dir), args.array, users, args.admin, args.cert, args.key, settings))
     except OSError as err:
         sys.stderr.write("k2sim: cannot start: %s\n" % err)
         return 1

@@ -156,7 +156,9 @@ _add(Resource("volume_groups", {
     "logical_capacity": c(INT), "volumes_logical_capacity": c(INT), "snapshots_logical_capacity": c(INT),
     "volumes_provisioned_capacity": c(INT),
     "mapped_hosts_count": c(INT), "snapshots_count": c(INT), "views_count": c(INT), "volumes_count": c(INT),
-    "replication_session": c(REF), "replication_peer_volume_group": c(REF), "replication_rpo_history": c(REF),
+    "replication_session": c(REF, targets=("replication/sessions",)),
+    "replication_peer_volume_group": c(REF, targets=("replication/peer_volume_groups",)),
+    "replication_rpo_history": c(REF, targets=("replication/rpo_history",)),
 }, methods=CRUD, unique="name"))
 
 _add(Resource("volumes", {
@@ -178,17 +180,19 @@ _add(Resource("volumes", {
     "current_stats": c(REF), "current_replication_stats": c(REF), "replication_peer_volume": c(REF),
 }, methods=CRUD, unique="name"))
 
+# short_name, source and retention_policy are mandatory except for replication snapshots (POST with
+# replication_session), where they default from the session: array.py checks that.
 _add(Resource("snapshots", {
-    "short_name": f(STR, post="M", patch=True),
+    "short_name": f(STR, post="O", patch=True),
     "name": f(STR),
-    "source": f(REF, post="M", immutable=True, targets=("volume_groups", "snapshots")),
-    "retention_policy": f(REF, post="M", patch=True, targets=("retention_policies",)),
+    "source": f(REF, post="O", immutable=True, targets=("volume_groups", "snapshots")),
+    "retention_policy": f(REF, post="O", patch=True, targets=("retention_policies",)),
     "is_auto_deleteable": f(BOOL, True, post="O", patch=True),
     "is_exposable": f(BOOL, False, post="O", immutable=True),
     "is_application_consistent": f(BOOL, False, post="O"),
     "description": f(STR, post="O", patch=True),
     "volume_group": f(REF, targets=("volume_groups",)),
-    "replication_session": f(REF, targets=()),
+    "replication_session": f(REF, post="O", immutable=True, targets=("replication/sessions",)),
     "generation_number": f(INT),
     "creation_time": f(FLOAT), "data_creation_time": f(FLOAT), "last_exposed_time": f(FLOAT),
     "is_deleted": c(BOOL), "is_exist_on_peer": c(BOOL), "is_external": c(BOOL),
@@ -244,6 +248,74 @@ _add(Resource("mappings", {
 _add(Resource("events", {
     "event_id": f(INT), "name": f(STR), "level": f(STR), "labels": f(STR),
     "message": f(STR), "timestamp": f(FLOAT), "user": f(STR),
+}))
+
+# Replication (see replication.py and the README, "Replication").
+_add(Resource("replication/peer_k2arrays", {
+    "name": f(STR, post="M", patch=True),
+    "mgmt_host": f(STR, post="M", patch=True),
+    "username": f(STR, post="M", patch=True),
+    "password": f(STR, post="M", patch=True),
+    "local_username": f(STR, post="O"),
+    "local_password": f(STR, post="O"),
+    "bandwidth_limit": f(INT, 0, post="O", patch=True),
+    "logical_bandwidth_limit": f(INT, 0, post="O", patch=True),
+    "system_id": f(STR),
+    "mgmt_connectivity_state": c(STR), "capacity_state": c(STR),
+    "capacity_total": c(INT), "capacity_free": c(INT), "capacity_allocated": c(INT),
+    "capacity_provisioned": c(INT), "capacity_physical": c(INT), "capacity_reserved": c(INT),
+}, methods=CRUD, unique="name"))
+
+_add(Resource("replication/sessions", {
+    "name": f(STR, post="M", patch=True),
+    "replication_peer_k2array": f(REF, post="M", immutable=True, targets=("replication/peer_k2arrays",)),
+    "local_volume_group": f(REF, post="M", immutable=True, targets=("volume_groups",)),
+    "rpo": f(INT, post="M", patch=True),
+    "retention_policy": f(REF, post="O", patch=True, targets=("retention_policies",)),
+    "external_retention_policy": f(REF, post="O", patch=True, targets=("retention_policies",)),
+    "replication_peer_volume_group_name": f(STR, post="O"),
+    "remote_replication_session_name": f(STR, post="O"),
+    "auto_configure_peer_volumes": f(BOOL, False, post="O"),
+    "target_exposure": f(STR, post="O", patch=True),
+    "state": f(STR, "idle", patch=True),
+    "restored_snapshot": f(REF, patch=True, targets=("snapshots",)),
+    "snapshot_wwn": f(STR, patch=True),
+    "offline_initial_sync": f(BOOL, False, patch=True),
+    "current_role": f(STR, "source"),
+    "remote_replication_session_id": f(INT),
+    "replication_peer_volume_group": f(REF, targets=("replication/peer_volume_groups",)),
+    "latest_replicated_snapshot": f(REF, targets=("snapshots",)),
+    "generation_number": f(INT, 0),
+    "creation_time": f(FLOAT),
+    "primary": c(BOOL), "replication_rpo_history": c(REF), "current_snapshot": c(REF), "next_snapshot": c(REF),
+    "current_snapshot_id": c(INT), "current_snapshot_progress": c(INT), "estimated_remaining_time": c(INT),
+    "common_snapshots_count": c(INT), "stopped": c(BOOL), "suspend_reason": c(STR), "suspend_reason_code": c(STR),
+}, methods=CRUD, unique="name"))
+
+_add(Resource("replication/peer_volume_groups", {
+    "name": f(STR), "fullname": f(STR),
+    "local_volume_group": f(REF, targets=("volume_groups",)),
+    "remote_volume_group_id": f(INT),
+    "replication_peer_k2array": f(REF, targets=("replication/peer_k2arrays",)),
+    "replication_session": f(REF, targets=("replication/sessions",)),
+    "replication_session_id": f(INT),
+    "capacity_state": c(STR), "logical_capacity": c(INT), "volumes_logical_capacity": c(INT),
+    "snapshots_logical_capacity": c(INT),
+}))
+
+_add(Resource("replication/peer_volumes", {
+    "name": f(STR, post="M", patch=True),
+    "local_volume": f(REF, post="M", immutable=True, targets=("volumes",)),
+    "replication_session": f(REF, post="M", immutable=True, targets=("replication/sessions",)),
+    "remote_volume_id": f(INT),
+    "replication_peer_volume_group": f(REF, targets=("replication/peer_volume_groups",)),
+}, methods=CRUD))
+
+_add(Resource("replication/rpo_history", {
+    "session": f(REF, targets=("replication/sessions",)),
+    "generation_number": f(INT), "role": f(STR), "round_start": f(FLOAT), "round_end": f(FLOAT),
+    "target_rpo": f(INT), "bytes_transmitted_logical": f(INT, 0), "bytes_transmitted_physical": f(INT, 0),
+    "snapshot": f(REF, targets=("snapshots",)),
 }))
 
 # Performance statistics. k2sim sees no host I/O (lab hosts write the backing files directly),

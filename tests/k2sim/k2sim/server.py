@@ -14,6 +14,7 @@ import uvicorn
 from k2sim.admin import build_admin_app
 from k2sim.api import ArrayService
 from k2sim.certs import ensure_certs
+from k2sim.replication import ReplicationEngine, ReplicationSettings
 
 LOG = logging.getLogger("k2sim")
 
@@ -81,8 +82,8 @@ class Listener(object):
             self.task = None
 
 
-async def serve(data_dir, arrays, users, admin=None, cert=None, key=None):
-    """arrays: list of (name, host, port); admin: (host, port) or None."""
+async def serve(data_dir, arrays, users, admin=None, cert=None, key=None, replication=None):
+    """arrays: list of (name, host, port); admin: (host, port) or None; replication: ReplicationSettings or None."""
     os.makedirs(data_dir, exist_ok=True)
     if cert and key:
         ca_file, certfile, keyfile = cert, cert, key
@@ -95,16 +96,22 @@ async def serve(data_dir, arrays, users, admin=None, cert=None, key=None):
         services[name] = svc
     for svc in services.values():
         svc.array.peers = dict((name, other.array) for name, other in services.items() if other is not svc)
+        svc.array.faults = svc.faults
+        svc.array.users = svc.users
     listeners = []
     for svc in services.values():
         await svc.listener.start()
         svc.url = "https://%s:%d" % (url_host(svc.listener.host), svc.listener.port)
+        svc.array.netloc = svc.url[len("https://"):]
+        svc.array.listen_host = svc.listener.host
         svc.ca_file = os.path.abspath(ca_file)
         listeners.append(svc.listener)
+    engine = ReplicationEngine(dict((name, svc.array) for name, svc in services.items()), replication or ReplicationSettings())
+    engine_task = asyncio.ensure_future(engine.run())
     admin_url = None
     admin_listener = None
     if admin is not None:
-        admin_listener = Listener(build_admin_app(services), admin[0], admin[1])
+        admin_listener = Listener(build_admin_app(services, engine), admin[0], admin[1])
         await admin_listener.start()
         admin_url = "http://%s:%d" % (url_host(admin[0]), admin_listener.port)
 
@@ -119,6 +126,11 @@ async def serve(data_dir, arrays, users, admin=None, cert=None, key=None):
     LOG.info("k2sim is serving: %s", json.dumps(line))
     await stop.wait()
     LOG.info("shutting down")
+    engine_task.cancel()
+    try:
+        await engine_task
+    except asyncio.CancelledError:
+        pass
     for listener in ([admin_listener] if admin_listener else []) + [s.listener for s in services.values()]:
         await listener.stop()
     for svc in services.values():
