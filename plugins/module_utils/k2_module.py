@@ -244,7 +244,8 @@ def compute_plan(current, desired, state='present', resource='object', name_key=
     if state == 'absent':
         if current is None:
             return Plan(resource, wanted.get(name_key), state, None, None, None, {}, None, {}, {}, sizes)
-        return Plan(resource, name, state, 'delete', current, None, {}, None, _project(current, wanted, name_key), {}, sizes)
+        # The diff of a delete shows the whole object that goes away, not just the keys the task named.
+        return Plan(resource, name, state, 'delete', current, None, {}, None, copy.deepcopy(current), {}, sizes)
 
     if current is None:
         return Plan(resource, wanted.get(name_key), state, 'create', None, wanted, {}, None, {}, dict(wanted), sizes)
@@ -391,6 +392,9 @@ class K2Module(object):
         self.check_mode = self.module.check_mode
         self.diff_mode = bool(getattr(self.module, '_diff', False))
         self.result = {'changed': False, 'actions': []}
+        # Undo steps for changes that span several writes (a new host, then its initiators, then its
+        # mappings): fail() runs them before reporting, so a failed run leaves nothing half-made.
+        self.undo = Rollback()
         self._diffs = []
         self._client = None
         self._writes = 0
@@ -461,8 +465,11 @@ class K2Module(object):
         given); ``rename(current, new_name)`` -> renamed object;
         ``delete(current)``. A callable returning ``None`` leaves the predicted
         object as the result. In check mode nothing is called and the
-        predicted object is returned. Errors become ``fail_json`` naming the
-        action and the object.
+        predicted object is returned. When the plan changes nothing, the
+        result is ``plan.current``: the object exactly as it was passed to
+        ``plan()`` (the caller's view of it, not a fresh read). Errors become
+        ``fail_json`` naming the action and the object, after the ``undo``
+        steps ran.
         """
         self.record(plan)
         if not plan.changed:
@@ -490,7 +497,7 @@ class K2Module(object):
                     if update is None:
                         raise ValueError('apply() needs an update callable for %s' % plan.label)
                     outcome = update(outcome, changes)
-            self._writes += 1
+            self.note_write()
         except (K2Error, K2NamingError, K2SizeError, K2PlanError) as exc:
             self.fail_error('Could not %s %s' % (verb, plan.label), exc)
         return outcome if outcome is not None or plan.action == 'delete' else plan.predicted()
@@ -525,7 +532,7 @@ class K2Module(object):
             names = ', '.join("'%s'" % plans[i].name for i in indexes[:5]) + (' and %d more' % (len(indexes) - 5) if len(indexes) > 5 else '')
             try:
                 outcome = func([argument(plans[i]) for i in indexes])
-                self._writes += 1
+                self.note_write()
             except (K2Error, K2NamingError, K2SizeError, K2PlanError) as exc:
                 self.fail_error('Could not %s %s %s' % (action, plans[indexes[0]].resource, names), exc)
             if action == 'delete':
@@ -574,11 +581,23 @@ class K2Module(object):
         if diff is not None and 'diff' not in extra:
             result['diff'] = diff
         result['k2_requests'] = self.request_counters()
+        self.undo = Rollback()  # success: the undo steps are no longer wanted
         self._close()
         self.module.exit_json(**result)
 
+    def note_write(self):
+        """Count a write made outside ``apply()`` (bulk helpers, multi-step changes), so a later failure reports ``changed``."""
+        self._writes += 1
+
     def fail(self, msg, **extra):
-        """``fail_json`` with ``msg``; keeps ``changed`` true when something was already written."""
+        """``fail_json`` with ``msg``, after running the ``undo`` steps (their outcome is added to ``msg`` and ``rollback``).
+
+        ``changed`` is true when anything was written, even if it was undone: ``rollback`` says what was.
+        """
+        report = self.undo.run()
+        if report:
+            msg = '%s %s' % (msg.rstrip(), describe_rollback(report))
+            extra.setdefault('rollback', [dict(step=d, error=e) for d, e in report])
         result = dict(extra)
         result.setdefault('changed', self._writes > 0)
         result.setdefault('actions', self.result['actions'])

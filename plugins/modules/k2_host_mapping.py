@@ -394,7 +394,7 @@ k2_requests:
 import re
 
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import make_ref, parse_ref, ref_id, ref_path
-from ansible_collections.kaminario.k2.plugins.module_utils.k2_module import K2Module, Rollback, describe_rollback
+from ansible_collections.kaminario.k2.plugins.module_utils.k2_module import K2Module
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_naming import (
     K2NamingError, initiator_host_name, is_valid_wwn, iscsi_name_key, validate_iqn, wwn_to_colon, wwn_to_hex,
 )
@@ -432,24 +432,12 @@ class K2HostMapping(K2Module):
             ),
             required_one_of=[('host', 'initiator', 'host_fqdn', 'host_group')],
         )
-        self._undo = Rollback()
         self.host_name = None
         self.named_from_initiator = False
         self.iqns = []
         self.wwpns = []
         self.initiator_kind = None
         self.created_host = False
-
-    # ------------------------------------------------------------------ failure with rollback
-
-    def fail(self, msg, **extra):
-        """Undo what this run created for a new host (mappings, then the host), then fail as the base does."""
-        report = self._undo.run() if self._undo is not None else []
-        self._undo = None
-        if report:
-            msg = '%s %s' % (msg, describe_rollback(report))
-            extra.setdefault('rollback', [dict(step=d, error=e) for d, e in report])
-        super(K2HostMapping, self).fail(msg, **extra)
 
     # ------------------------------------------------------------------ validation (no request)
 
@@ -856,8 +844,9 @@ class K2HostMapping(K2Module):
         if lun is not None:
             body['lun'] = lun
         mapping = self.client.create('mappings', body, unique=False)
-        if new_host and self._undo is not None:
-            self._undo.push('unmap %s from the new host' % entry['name'], self.client.delete, 'mappings', mapping['id'])
+        if new_host:
+            # A failure later in this run unmaps again, so the new host can be deleted by the base's undo.
+            self.undo.push('unmap %s from the new host' % entry['name'], self.client.delete, 'mappings', mapping['id'])
         return mapping
 
     def create_host(self, body, group):
@@ -866,7 +855,7 @@ class K2HostMapping(K2Module):
             new['host_group'] = make_ref('host_groups', group['id'])
         host = self.client.create('hosts', new)
         self.created_host = True
-        self._undo.push("delete the new host '%s'" % host['name'], self.client.delete, 'hosts', host['id'])
+        self.undo.push("delete the new host '%s'" % host['name'], self.client.delete, 'hosts', host['id'])
         return host
 
     def update_host(self, host, changes, group):

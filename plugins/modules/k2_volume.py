@@ -890,22 +890,17 @@ class K2Volume(K2Module):
 
     # ------------------------------------------------------------------ writing
 
-    def _wrote(self):
-        # The base counts writes made through apply(); bulk writes are counted here so that a failure after
-        # a partial change still reports changed=true.
-        self._writes += 1
-
     def _create_many(self, resource, bodies):
         """Create objects: one POST each in the single form, __bulk POSTs in the list form."""
         created = []
         if not self.list_form:
             for body in bodies:
                 created.append(self.client.create(resource, body))
-                self._wrote()
+                self.note_write()
             return created
         for chunk in _chunks(bodies):
             created.extend(self.client.bulk_create(resource, chunk, chunk_size=len(chunk)))
-            self._wrote()
+            self.note_write()
         return created
 
     def _update_many(self, resource, changes):
@@ -914,11 +909,11 @@ class K2Volume(K2Module):
             for change in changes:
                 change = dict(change)
                 updated.append(self.client.update(resource, change.pop('id'), change))
-                self._wrote()
+                self.note_write()
             return updated
         for chunk in _chunks(changes):
             updated.extend(self.client.bulk_update(resource, chunk, chunk_size=len(chunk)))
-            self._wrote()
+            self.note_write()
         return updated
 
     def _delete_many(self, resource, ids):
@@ -926,11 +921,11 @@ class K2Volume(K2Module):
         if not self.list_form:
             for oid in ids:
                 self.client.delete(resource, oid)
-                self._wrote()
+                self.note_write()
             return
         for chunk in _chunks(ids):
             self.client.bulk_delete(resource, chunk, chunk_size=len(chunk))
-            self._wrote()
+            self.note_write()
 
     def _execute(self):
         created_groups = {}

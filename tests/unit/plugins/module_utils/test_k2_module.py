@@ -447,3 +447,47 @@ def test_unusable_reference_fails_cleanly_before_any_request(capsys):
     assert "Cannot make a K2 reference from 'garbage'" in result['msg']
     assert 'Traceback' not in json.dumps(result)
     assert result['k2_requests'] == {'total': 0}
+
+
+class DemoHostWithMappings(K2Module):
+    """A multi-step change (host, then its mappings) that relies on the base's undo stack, as k2_host_mapping does."""
+
+    def __init__(self):
+        super(DemoHostWithMappings, self).__init__(argument_spec=dict(volumes=dict(type='list', elements='int', required=True)))
+
+    def work(self):
+        host = self.client.create('hosts', {'name': 'h1', 'type': 'Linux'})
+        self.note_write()
+        self.undo.push("delete the new host 'h1'", self.client.delete, 'hosts', host['id'])
+        for volume_id in self.params['volumes']:
+            with self.step('map volume %d' % volume_id):
+                mapping = self.client.create('mappings', {'volume': make_ref('volumes', volume_id), 'host': make_ref('hosts', host['id'])},
+                                             unique=False)
+            self.note_write()
+            self.undo.push('unmap volume %d' % volume_id, self.client.delete, 'mappings', mapping['id'])
+        return {'host': host}
+
+
+def test_undo_stack_runs_newest_first_before_the_failure_is_reported(k2_server, conn, capsys):
+    k2_server.register(
+        ('POST', 'hosts', None, {'name': 'h1', 'type': 'Linux'}, 201, {'id': 3, 'name': 'h1'}),
+        ('POST', 'mappings', None, {'volume': {'ref': '/volumes/7'}, 'host': {'ref': '/hosts/3'}}, 201, {'id': 11, 'lun': 1}),
+        ('POST', 'mappings', None, {'volume': {'ref': '/volumes/8'}, 'host': {'ref': '/hosts/3'}}, 400, error('LUN in use')),
+        ('DELETE', 'mappings/11', None, None, 204, None),
+        ('DELETE', 'hosts/3', None, None, 204, None),
+    )
+    result, failed = run_module(lambda: DemoHostWithMappings().run(), dict(conn, volumes=[7, 8]), capsys)
+    assert failed
+    assert result['msg'].startswith('Could not map volume 8: LUN in use')
+    assert result['msg'].endswith("Rolled back: unmap volume 7; delete the new host 'h1'.")
+    assert result['rollback'] == [{'step': 'unmap volume 7', 'error': None}, {'step': "delete the new host 'h1'", 'error': None}]
+    assert result['changed']  # two writes happened, even though both were undone
+
+
+def test_undo_stack_is_dropped_on_success(k2_server, conn, capsys):
+    k2_server.register(
+        ('POST', 'hosts', None, {'name': 'h1', 'type': 'Linux'}, 201, {'id': 3, 'name': 'h1'}),
+        ('POST', 'mappings', None, {'volume': {'ref': '/volumes/7'}, 'host': {'ref': '/hosts/3'}}, 201, {'id': 11, 'lun': 1}),
+    )
+    result, failed = run_module(lambda: DemoHostWithMappings().run(), dict(conn, volumes=[7]), capsys)
+    assert not failed and 'rollback' not in result and result['host']['id'] == 3
