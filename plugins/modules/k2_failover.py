@@ -527,7 +527,7 @@ class K2Failover(K2TwoArrayModule):
                             wait_for(func, self.params['wait_timeout'], self.params['poll_interval'], description.split(': ', 1)[-1])
                         else:
                             func()
-                            self._writes += 1
+                            self.note_write()
                     except K2WaitTimeout as exc:
                         self.fail('%s (step "%s"). %s' % (exc, description, exc.hint), steps_done=done, step=description)
                     except K2Error as exc:

@@ -398,7 +398,7 @@ class K2Replication(K2TwoArrayModule):
             if kwargs.get('raising'):
                 raise
             self.fail_error('Could not %s' % description.split(': ', 1)[-1], exc)
-        self._writes += 1
+        self.note_write()
         return outcome
 
     def wait(self, description, check):
