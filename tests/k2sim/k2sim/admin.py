@@ -27,7 +27,7 @@ def build_admin_app(services, engine=None):
     def describe(svc):
         return {"name": svc.name, "url": svc.url, "ca_file": svc.ca_file, "sdp_id": svc.array.sdp_id,
                 "system_id": svc.array.system_id, "data_dir": svc.array.data_dir, "db_path": svc.array.db_path,
-                "down": svc.faults.down}
+                "down": svc.faults.down, "mgmt_host": svc.array.netloc}
 
     def lookup(request):
         svc = services.get(request.path_params["name"])
