@@ -434,8 +434,10 @@ class ReplicationMixin(object):
                 changes.update(_queue=[], _cycle_start=None)
                 obj = self._update(SESS, obj, **changes)
             elif cur == "failed_over" and new == "in_sync":
-                self._peer_for_start(obj)
-                changes.update(current_role="source", _queue=[], _cycle_start=None)
+                dummy, other = self._peer_for_start(obj)
+                # generations stay increasing across the pair, whichever side handed them out
+                changes.update(current_role="source", _queue=[], _cycle_start=None,
+                               _gen_alloc=max(obj.get("_gen_alloc") or 0, other.get("_gen_alloc") or 0, other.get("generation_number") or 0))
                 obj = self._update(SESS, obj, **changes)
                 dummy, obj = self._queue_cycle(obj, "resync")
             elif cur == "failed_over" and new == "idle":
@@ -664,8 +666,13 @@ class ReplicationMixin(object):
     def make_replica(self, sess, short, gen, data_time, triggered_by):
         """The copy of a completed generation in the target VG (idempotent: an existing one is reused)."""
         vg = self.store.get("volume_groups", _split(sess["local_volume_group"])[1])
-        full = "%s:%s" % (vg["name"], short)
-        snap = self.store.by_ukey("snapshots", full)
+        base, n = short, 0
+        while True:
+            snap = self.store.by_ukey("snapshots", "%s:%s" % (vg["name"], short))
+            if snap is None or (snap.get("_from_peer") and snap.get("generation_number") == gen):
+                break
+            n += 1     # the name is taken by a snapshot of this array: the replica gets another one
+            short = "%s-%d" % (base, n)
         if snap is None:
             snap = self._create_plain_snapshot({"short_name": short, "source": sess["local_volume_group"],
                                                 "retention_policy": sess["retention_policy"] or self._best_effort(),
@@ -695,11 +702,7 @@ class ReplicationEngine(object):
 
     async def run(self):
         while True:
-            try:
-                self.tick()
-            except Exception as err:  # keep replicating: one bad session must not stop the others
-                self.last_error = "%s: %s" % (type(err).__name__, err)
-                LOG.exception("replication tick failed")
+            self.tick()
             await asyncio.sleep(self.tick_seconds)
 
     def tick(self, now=None):
@@ -708,13 +711,18 @@ class ReplicationEngine(object):
             if arr.is_down():
                 continue
             for sess in list(arr.store.all(SESS)):
-                current = arr.store.get(SESS, sess["id"])
-                if current is None:
-                    continue
-                self._reconcile(arr, current, now)
-                current = arr.store.get(SESS, sess["id"])
-                if current is not None:
-                    self._advance(arr, current, now)
+                try:
+                    current = arr.store.get(SESS, sess["id"])
+                    if current is not None:
+                        self._reconcile(arr, current, now)
+                    current = arr.store.get(SESS, sess["id"])
+                    if current is not None:
+                        self._advance(arr, current, now)
+                except Exception as err:  # one broken session must not stop the others; retried next tick
+                    msg = "%s:%s: %s: %s" % (arr.name, sess["name"], type(err).__name__, err)
+                    if msg != self.last_error:
+                        LOG.exception("replication of session %s on %s failed", sess["name"], arr.name)
+                    self.last_error = msg
 
     def _reconcile(self, arr, sess, now):
         peer, other = arr.session_peer(sess)

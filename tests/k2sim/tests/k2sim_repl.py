@@ -7,7 +7,7 @@ import hashlib
 import os
 import time
 
-FAST = ("--replication-delay", "0.2", "--replication-transfer", "0.2", "--rpo-scale", "0")
+FAST = ("--replication-delay", "0.1", "--replication-transfer", "0.1", "--rpo-scale", "0")
 POLL = 0.05
 
 

@@ -38,7 +38,7 @@ def fast_settings(rs):
     yield
     for name in ("p", "t", "x"):
         rs.admin_call("DELETE", "/arrays/%s/faults" % name)
-    settings(rs, delay_seconds=0.2, transfer_seconds=0.2, rpo_scale=0)
+    settings(rs, delay_seconds=0.1, transfer_seconds=0.1, rpo_scale=0)
 
 
 def http(sim, array):
@@ -417,7 +417,7 @@ def test_rpo_cycles_by_admin_trigger_and_time_scale(rs, vid):
     assert r.status_code == 400          # target side
     # rpo 60 s x 0.01 = a cycle every 0.6 s
     settings(rs, rpo_scale=0.01)
-    wait_until("two RPO cycles", lambda: session(rs.p, n["ssn"]).generation_number >= 6, timeout=15)
+    wait_until("two RPO cycles", lambda: session(rs.p, n["ssn"]).generation_number >= 5, timeout=15)
     settings(rs, rpo_scale=0)
     time.sleep(0.5)
     rvg = rs.t.search("volume_groups", name=n["rvg"]).hits[0]
@@ -583,4 +583,50 @@ def test_replication_state_survives_sigkill_and_in_flight_work_resumes(tmp_path)
         assert volume_path(sim, "t", n["rvol"])
         cinder_delete(p, t, vid)
     finally:
-        sim.stop()
+        sim.stop(sig=signal.SIGKILL)       # quicker than a graceful stop with krest's keep-alive connections open
+
+
+def test_generations_and_replica_names_stay_unique_across_a_reversal(tmp_path):
+    """Fresh arrays, so both sides' first session has id 1: generation numbers must not be reused after a
+    failover, and a replica must never take over a snapshot of the same name on the other array."""
+    vid = "u1"
+    n = names(vid)
+    sim = Sim(tmp_path / "data", arrays=("p", "t"), extra=FAST)
+    try:
+        p, t = sim.endpoint("p"), sim.endpoint("t")
+        pair(sim, "p", "t", p, t)
+        vg, vol, ssn = cinder_create(p, t, sim.addr("t"), vid)
+        wait_until("initial sync", lambda: session(p, n["ssn"]).generation_number == 1)
+        assert ssn.id == session(t, n["rssn"]).id == 1
+        keep = p.new("snapshots", source=vg, short_name="keep", retention_policy=ssn.retention_policy).save()
+        settings(sim, transfer_seconds=600)
+        stuck = user_snap(p, session(p, n["ssn"]))                 # generation 2, never completes
+        assert stuck == 2
+        set_down(sim, "p", True)
+        assert cinder_failover(t, [vid]) == {vid: "failed-over"}
+        rvol = t.search("volumes", name=n["rvol"]).hits[0]
+        host = t.new("hosts", name="h-" + vid, type="Linux").save()
+        t.new("mappings", volume=rvol, host=host).save()
+        write(sim, "t", n["rvol"], 0, b"dr" * 5000)
+        set_down(sim, "p", False)
+        settings(sim, transfer_seconds=0.1)
+        wait_until("p suspended", converged(p, n["ssn"], "suspended", "source"))
+        rssn = session(t, n["rssn"])
+        rssn.state = "in_sync"
+        rssn.save()
+        wait_until("p target", converged(p, n["ssn"], "in_sync", "target"))
+        rs_gen = session(t, n["rssn"]).generation_number
+        assert rs_gen == 1
+        snap = t.new("snapshots", replication_session=rssn, short_name="keep").save()
+        assert snap.generation_number == 4                          # after the resync (3), past p's stuck 2
+        wait_user_snaps([(rssn, snap.generation_number)])
+        assert rs_gen < session(p, n["ssn"]).generation_number == 4
+        assert digest(sim, "p", n["vol"]) == digest(sim, "t", n["rvol"])
+        keep.refresh()
+        assert keep.generation_number is None and keep.is_originating_from_peer is False
+        replica = p.search("snapshots", name=n["vg"] + ":keep-1").hits[0]
+        assert replica.generation_number == 4 and replica.triggered_by == "Replication_API"
+        gens = [s.generation_number for s in p.search("snapshots", volume_group=vg).hits if s.is_originating_from_peer]
+        assert sorted(gens) == [3, 4]
+    finally:
+        sim.stop(sig=signal.SIGKILL)
