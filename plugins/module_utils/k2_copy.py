@@ -75,6 +75,8 @@ MIN_BLOCK_SIZE = ALIGN
 MAX_BLOCK_SIZE = 64 * MIB
 # Bytes of data extents the kernel is asked to read ahead of the reader (buffered reads only).
 READAHEAD = 8 * MIB
+# Buffered writes: bytes per window whose writeback is started early (see _Writeback).
+WRITEBACK_WINDOW = 32 * MIB
 # Writes in flight at once (the reader keeps up to two more blocks ready).
 DEFAULT_IO_DEPTH = 4
 MAX_IO_DEPTH = 32
@@ -232,16 +234,28 @@ def _extents(fd, start, end):
         pos = data_end
 
 
+def _pieces(extents, window):
+    """Split data extents longer than ``window`` (a multiple of ALIGN) into pieces of ``window`` bytes."""
+    for offset, length, is_data in extents:
+        while is_data and length > window:
+            yield offset, window, True
+            offset += window
+            length -= window
+        yield offset, length, is_data
+
+
 def _with_readahead(extents, fd, window):
     """Pass ``extents`` through, asking the kernel to read ahead the data up to ``window`` bytes past the current one.
 
     Buffered reads that jump over holes look random to the kernel, which then
-    shrinks its read-ahead; ``POSIX_FADV_WILLNEED`` on the coming data extents
-    keeps the disk busy while the current one is copied.
+    shrinks its read-ahead; ``POSIX_FADV_WILLNEED`` on the coming data
+    keeps the disk busy while the current block is copied. Long extents are
+    advised a window at a time: one WILLNEED over a whole dense volume would
+    read all of it before the first write.
     """
     pending = collections.deque()
     advised_to = 0
-    source = iter(extents)
+    source = _pieces(extents, window)
     exhausted = False
     while True:
         while not exhausted and (not pending or advised_to < pending[0][0] + pending[0][1] + window):
@@ -260,6 +274,41 @@ def _with_readahead(extents, fd, window):
         if not pending:
             return
         yield pending.popleft()
+
+
+class _Writeback(object):
+    """Start writing buffered data back while the copy goes on, and drop it from the page cache once written.
+
+    Without this, a buffered copy of a few GiB fills the page cache and the
+    kernel writes it back only at the final fsync, so reading and writing
+    the disk do not overlap (that is what dd does). ``POSIX_FADV_DONTNEED``
+    starts the writeback of dirty pages and drops clean ones: each window is
+    advised once when it is complete (writeback starts) and once more a
+    window later (its pages, written by then, leave the cache).
+    """
+
+    def __init__(self, fd, window=None, passes=2):
+        self.fd = fd
+        self.window = window or WRITEBACK_WINDOW
+        # 2 for written data (start writeback, then drop); 1 for data only read (clean pages drop at once).
+        self.passes = passes
+        self.started_to = 0
+        self.dropped_to = 0
+
+    def advance(self, done_to):
+        """Everything below ``done_to`` has been written (or read): advise the windows that are complete."""
+        while done_to - self.started_to >= self.window:
+            self._advise(self.started_to, self.window)
+            self.started_to += self.window
+            if self.passes > 1 and self.started_to - self.dropped_to > self.window:
+                self._advise(self.dropped_to, self.window)
+                self.dropped_to += self.window
+
+    def _advise(self, offset, length):
+        try:
+            os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_DONTNEED)
+        except (OSError, AttributeError):
+            self.window = float('inf')  # not supported: stop trying
 
 
 # --------------------------------------------------------------------------- progress
@@ -534,6 +583,9 @@ def _copy(src, dst, size, block_size, dest_is_zeroed, verify, progress, clock, i
     reader = _Reader(src, size, block_size, views, zero_block)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=io_depth, thread_name_prefix='k2-copy-writer')
     pending = collections.deque()
+    writeback = _Writeback(dst.fd) if dst.dfd is None else None
+    # Buffered source: drop what was read from the page cache, as direct I/O would not have filled it.
+    drop_behind = _Writeback(src.fd, passes=1) if src.dfd is None else None
     started = clock()
     done = 0
     direct = {'source': src.direct, 'destination': dst.direct}
@@ -541,7 +593,7 @@ def _copy(src, dst, size, block_size, dest_is_zeroed, verify, progress, clock, i
     def settle(count):
         """Wait for the oldest writes until at most ``count`` are in flight; give their buffers back to the reader."""
         while len(pending) > count:
-            future, index = pending.popleft()
+            future, index = pending.popleft()[:2]
             try:
                 future.result()
             finally:
@@ -563,23 +615,28 @@ def _copy(src, dst, size, block_size, dest_is_zeroed, verify, progress, clock, i
                 if dest_is_zeroed:
                     writer.bytes_skipped_zero += length
                 else:
-                    pending.append((pool.submit(writer.zero_range, offset, length), None))
+                    pending.append((pool.submit(writer.zero_range, offset, length), None, offset))
                     writer.bytes_zeroed += length
             else:
                 view = views[index][:length]
                 if hasher is not None:
                     hasher.update(view)
                 if kind == 'data':
-                    pending.append((pool.submit(writer.write, view, offset), index))
+                    pending.append((pool.submit(writer.write, view, offset), index, offset))
                     writer.bytes_copied += length
                 elif not dest_is_zeroed:
-                    pending.append((pool.submit(writer.zero_range, offset, length), index))
+                    pending.append((pool.submit(writer.zero_range, offset, length), index, offset))
                     writer.bytes_zeroed += length
                 else:
                     writer.bytes_skipped_zero += length
                     reader.free.put(index)
             settle(io_depth - 1)
             done += length
+            if writeback is not None:
+                # Everything before the oldest write still in flight has been written.
+                writeback.advance(pending[0][2] if pending else done)
+            if drop_behind is not None:
+                drop_behind.advance(done)
             progress.sample(done)
         settle(0)
         try:

@@ -160,7 +160,7 @@ notes:
   - Progress is only visible in RV(progress) at the end and in O(progress_file) while the copy runs.
   - Throughput goals and measurements against C(dd) and C(cp) are in C(tests/bench/copy_bench.py).
 requirements:
-  - os-brick (Python library) on the copy host
+  - os-brick (Python library) on the copy host, which needs Python 3.9 or later there
 seealso:
   - module: kaminario.k2.k2_host_mapping
     description: Map the volumes to the copy host and get their C(connection_info).

@@ -427,6 +427,38 @@ def test_failing_parallel_writer_leaves_no_thread_behind(files, monkeypatch):
     assert threading.active_count() == before
 
 
+def test_buffered_copy_writes_back_and_drops_pages_as_it_goes(files, monkeypatch):
+    src, dst = files
+    size = 3 * MIB + 5000
+    make_file(src, size, [(0, pattern(size, 20))])
+    make_file(dst, size)
+    monkeypatch.setattr(k2_copy, 'WRITEBACK_WINDOW', 512 * KIB)
+    real = os.posix_fadvise
+    advised = {'src': [], 'dst': []}
+    src_stat, dst_stat = os.stat(str(src)), os.stat(str(dst))
+
+    def spy(fd, offset, length, advice):
+        if advice == os.POSIX_FADV_DONTNEED:
+            for name, st in (('src', src_stat), ('dst', dst_stat)):
+                if os.path.samestat(os.fstat(fd), st):
+                    advised[name].append((offset, length))
+        return real(fd, offset, length, advice)
+
+    monkeypatch.setattr(k2_copy.os, 'posix_fadvise', spy)
+    copy_device(str(src), str(dst), block_size=128 * KIB, io_depth=3, verify=True)
+    assert read(dst) == read(src)
+    window = 512 * KIB
+    # The destination: every complete window is advised twice (start the writeback, then drop), in order, the last
+    # ones once or not at all; the verification then drops the whole copied range before reading it back.
+    dst_windows = [a for a in advised['dst'] if a[1] == window]
+    assert sorted(set(dst_windows)) == [(i * window, window) for i in range(len(set(dst_windows)))]
+    assert len(set(dst_windows)) >= 5
+    assert all(dst_windows.count(w) == 2 for w in sorted(set(dst_windows))[:-2])
+    assert advised['dst'][-1] == (0, size)
+    # The source: each complete window once, behind the reader.
+    assert advised['src'] == [(i * window, window) for i in range(6)]
+
+
 # --------------------------------------------------------------------------- extents and progress
 
 def test_extents_cover_the_range_exactly(tmp_path):
