@@ -590,8 +590,8 @@ class K2Failover(K2TwoArrayModule):
             ("wait: session '%s' failed_over on the secondary" % pair.remote_name,
              self.secondary_in(pair, ('failed_over',)), True),
         ]
-        self.record_pair(pair, 'failed_over', {'secondary': {'state': 'failed_over'},
-                                                'primary': {'state': 'suspended'} if prim is not None else None})
+        predicted = {'secondary': {'state': 'failed_over'}, 'primary': {'state': 'suspended'} if prim is not None else None}
+        self.record_pair(pair, 'failed_over', predicted)
 
     def snapshot_age(self, pair):
         when = snapshot_time(pair.snapshot)
@@ -657,8 +657,8 @@ class K2Failover(K2TwoArrayModule):
             self.fail("Cannot fail %s back from the observed states: primary session %s, secondary session %s. Inspect both "
                       "arrays (kaminario.k2.k2_facts, gather_subset: replication)." % (pair.label, session_state(prim), session_state(sec)))
         pair.steps = steps
-        self.record_pair(pair, 'failed_back', {'primary': {'state': 'in_sync', 'current_role': 'source'},
-                                                'secondary': {'state': 'in_sync', 'current_role': 'target'}} if steps else None)
+        predicted = {'primary': {'state': 'in_sync', 'current_role': 'source'}, 'secondary': {'state': 'in_sync', 'current_role': 'target'}}
+        self.record_pair(pair, 'failed_back', predicted if steps else None)
 
     def unmap_group(self, client, session):
         """Delete every mapping of the volumes of ``session``'s volume group on ``client``'s array."""

@@ -334,7 +334,7 @@ k2_requests:
 
 import re
 
-from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import K2Error, make_ref, ref_id, ref_path
+from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import K2Error, make_ref, ref_id
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_replication import (
     PEER_VOLUMES, PEERS, SESSIONS, K2TwoArrayModule, K2WaitTimeout, find_session, replicated_snapshot, rep_name,
     rpo_problem, same_ref, session_state, session_view, target_argument_spec, wait_for,

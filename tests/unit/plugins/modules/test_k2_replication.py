@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.kaminario.k2.plugins.module_utils import k2_replication as rep_utils
 from ansible_collections.kaminario.k2.plugins.modules import k2_replication
-from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import K2Server, error, hits, run_module
+from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import K2Server, hits, run_module
 
 
 class LoggedServer(K2Server):
