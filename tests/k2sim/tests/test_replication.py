@@ -2,6 +2,7 @@
 
 import itertools
 import os
+import random
 import signal
 import threading
 import time
@@ -630,3 +631,52 @@ def test_generations_and_replica_names_stay_unique_across_a_reversal(tmp_path):
         assert sorted(gens) == [3, 4]
     finally:
         sim.stop(sig=signal.SIGKILL)
+
+
+SOURCE_MOVES = {("idle", "in_sync"), ("in_sync", "suspended"), ("suspended", "in_sync"), ("suspended", "idle")}
+TARGET_MOVES = {("in_sync", "failed_over"), ("suspended", "failed_over"), ("failed_over", "in_sync"), ("failed_over", "idle")}
+
+
+def expected_move(role, cur, new, peer_state):
+    """The documented state machine as a pure function: the (state, role) after PATCH, or None if refused."""
+    if new == cur:
+        return cur, role
+    if role == "source":
+        if (cur, new) not in SOURCE_MOVES or (new == "in_sync" and peer_state == "failed_over"):
+            return None
+        return new, role
+    if (cur, new) not in TARGET_MOVES:
+        return None
+    return new, ("source" if (cur, new) == ("failed_over", "in_sync") else role)
+
+
+def test_random_walk_over_the_state_machine_matches_the_documented_table(rs, vid):
+    n = names(vid)
+    cinder_create(rs.p, rs.t, rs.addr("t"), vid)
+    url = {"p": "/replication/sessions/%d" % session(rs.p, n["ssn"]).id, "t": "/replication/sessions/%d" % session(rs.t, n["rssn"]).id}
+    rng = random.Random(20)             # a seed whose 40 steps take every move and many refusals
+    seen, refused = set(), set()
+    for step in range(40):
+        side = rng.choice("pt")
+        other = "t" if side == "p" else "p"
+        mine, theirs = call(rs, side, "GET", url[side]).json(), call(rs, other, "GET", url[other]).json()
+        new = rng.choice(("idle", "in_sync", "suspended", "failed_over"))
+        want = expected_move(mine["current_role"], mine["state"], new, theirs["state"])
+        r = call(rs, side, "PATCH", url[side], {"state": new})
+        where = "step %d: %s %s/%s -> %s" % (step, side, mine["current_role"], mine["state"], new)
+        if want is None:
+            assert r.status_code == 400 and r.json()["error_code"] == "MC_ERR_INVALID_STATE", (where, r.text)
+            refused.add((mine["current_role"], mine["state"], new))
+            continue
+        assert r.status_code == 200, (where, r.text)
+        assert (r.json()["state"], r.json()["current_role"]) == want, where
+        if want[0] != mine["state"]:
+            seen.add((mine["current_role"], mine["state"], new))
+            peer_want = ("suspended", "source") if want[0] == "failed_over" else (want[0], "target" if want[1] == "source" else "source")
+
+            def follows():
+                got = call(rs, other, "GET", url[other]).json()
+                return (got["state"], got["current_role"]) == peer_want
+            wait_until(where + ": peer takes %s" % (peer_want,), follows)
+    assert seen == set(("source",) + m for m in SOURCE_MOVES) | set(("target",) + m for m in TARGET_MOVES), seen
+    assert len(refused) >= 8, refused
