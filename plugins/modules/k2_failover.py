@@ -184,6 +184,8 @@ EXAMPLES = r'''
       k2_username: "{{ vault_k2_username }}"
       k2_password: "{{ vault_k2_password }}"
       ca_path: /etc/pki/k2-ca.pem
+    # target only here: the other modules of the group do not take it.
+    kaminario.k2.k2_failover:
       target:
         k2_host: k2-dr.example.com
         k2_username: "{{ vault_k2_dr_username }}"
