@@ -31,12 +31,15 @@ description:
   - "Idempotent from the observed state of both arrays. Observed (secondary session / primary session) -> what each
     request does:"
   - "V(failed_over): C(failed_over)/any or unreachable -> nothing; C(in_sync) with role C(source) (failback started)
-    -> nothing; C(in_sync) or C(suspended) with role C(target) -> failover, if the guardrails allow; C(idle) or no
-    session -> fails (nothing was replicated)."
+    -> nothing; C(in_sync) or C(suspended) with role C(target) -> failover, if the guardrails allow; another state
+    with role C(source) -> fails (a failback is under way, finish it); C(idle) or no session -> fails (nothing was
+    replicated)."
   - "V(failed_back): C(in_sync) role C(target) / C(in_sync) role C(source) -> nothing; C(failed_over) / any -> the
     whole failback; C(in_sync) role C(source) / C(in_sync) role C(target) (resync done) -> continues with the
-    snapshots and the switch; C(suspended) / C(failed_over) role C(target) (switch half done) -> finishes the switch;
-    primary unreachable -> fails."
+    snapshots and the switch; C(in_sync) role C(source) / not yet following (resync just started) -> waits for the
+    primary, then continues; any / C(failed_over) role C(target) (switch half done) -> finishes the switch;
+    C(suspended) role C(source) / C(in_sync) role C(source) (switched back, secondary not following yet) -> waits;
+    source / target never failed over -> nothing; primary unreachable -> fails."
   - "V(test): view present and mapped to O(test_host) -> nothing; otherwise creates what is missing. V(test_cleanup):
     no view -> nothing."
 author:
@@ -562,9 +565,12 @@ class K2Failover(K2TwoArrayModule):
         state, role = sec.get('state'), sec.get('current_role')
         with self.step('read the last replicated snapshot of %s on the secondary array' % pair.label):
             pair.snapshot = self.last_replica(pair)
-        if state == 'failed_over' or (role == 'source' and state in ('in_sync', 'suspended')):
+        if state == 'failed_over' or (role == 'source' and state == 'in_sync'):
             self.record_pair(pair, 'failed_over', None)
             return
+        if role == 'source':
+            self.fail("Session '%s' on the secondary array is %s: a failback is under way. Finish it (state: failed_back) "
+                      "before failing over again." % (pair.remote_name, session_state(sec)))
         if state not in ('in_sync', 'suspended') or role != 'target':
             self.fail("Session '%s' on the secondary array is %s: there is no replica to fail over to (it never replicated, "
                       "or it is being set up). Start replication with kaminario.k2.k2_replication (state: in_sync)."
@@ -648,10 +654,16 @@ class K2Failover(K2TwoArrayModule):
             steps = []
         elif obs[1][0] == 'failed_over' and obs[1][1] == 'target':
             steps = phase1 + phase2 + switch + finish
-        elif obs[0] == ('in_sync', 'target') and obs[1][0] == 'in_sync':
+        elif obs[1] == ('in_sync', 'source') and obs[0] == ('in_sync', 'target'):
             steps = phase2 + switch + finish
+        elif obs[1] == ('in_sync', 'source') and obs[0][1] != 'target':
+            # The resync started but the primary had not followed yet (a timed-out wait): wait, then go on.
+            steps = phase1[2:] + phase2 + switch + finish
         elif obs[0][0] == 'failed_over' and obs[0][1] == 'target':
             steps = ([switch[1]] if obs[1][0] != 'suspended' else []) + finish
+        elif obs[0] == ('in_sync', 'source') and obs[1] == ('suspended', 'source'):
+            # The final switch was made; the secondary has not followed yet.
+            steps = finish[1:]
         elif obs[0][1] == 'source' and obs[1][1] == 'target' and obs[0][0] in ('in_sync', 'suspended', 'idle'):
             # Never failed over: nothing to fail back (a stopped replication is k2_replication's business).
             steps = []

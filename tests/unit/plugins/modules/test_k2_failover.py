@@ -323,3 +323,57 @@ def test_missing_secondary_session_fails_before_any_write(src, dst, capsys):
     result, failed = run(src, dst, capsys, state='failed_over', allow_source_unreachable=True)
     assert failed
     assert 'No replication session on the secondary array' in result['msg']
+
+
+def test_failback_resumes_when_the_primary_had_not_followed_the_resync(src, dst, log, capsys):
+    # A first run timed out after asking the secondary to resync: it is the source, the primary still reads suspended.
+    secondary_reads(dst, state='in_sync', role='source', replica=False)
+    primary_reads(src, state='suspended', role='source')
+    src.register(('GET', 'replication/sessions', by_name('s1'), None, 200, hits([session(state='in_sync', role='target')])))
+    snap_body = {'replication_session': {'ref': '/replication/sessions/7'}, 'is_application_consistent': False}
+    dst.register(
+        ('POST', 'snapshots', None, snap_body, 201, {'id': 70, 'generation_number': 6}),
+        ('GET', 'replication/sessions/7', None, None, 200, remote('in_sync', 'source', gen=6)),
+        ('GET', 'volumes', paged({'volume_group.ref': '/volume_groups/8'}, 'id,name'), None, 200, hits([])),
+        ('POST', 'snapshots', None, snap_body, 201, {'id': 71, 'generation_number': 7}),
+        ('GET', 'replication/sessions/7', None, None, 200, remote('in_sync', 'source', gen=7)),
+    )
+    src.register(('PATCH', 'replication/sessions/4', None, {'state': 'failed_over'}, 200, session(state='failed_over', role='target')))
+    dst.register(('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote('suspended', 'source')])))
+    src.register(
+        ('PATCH', 'replication/sessions/4', None, {'state': 'in_sync'}, 200, session(state='in_sync')),
+        ('GET', 'replication/sessions', by_name('s1'), None, 200, hits([session(state='in_sync')])),
+    )
+    dst.register(
+        ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote('in_sync', 'target')])),
+        ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote('in_sync', 'target')])),
+    )
+    src.register(('GET', 'replication/sessions', by_name('s1'), None, 200, hits([session(state='in_sync')])))
+    result, failed = run(src, dst, capsys, state='failed_back')
+    assert not failed, result
+    assert result['steps'][0] == "wait: session 's1' in_sync with role target on the primary"
+    assert not any('unmap the volumes of session \'s1\'' in step for step in result['steps'])
+    assert result['sessions'][0]['active_array'] == 'primary'
+
+
+def test_failback_waits_when_the_switch_was_made_but_the_secondary_lags(src, dst, log, capsys):
+    secondary_reads(dst, state='suspended', role='source', replica=False)
+    primary_reads(src, state='in_sync', role='source')
+    src.register(('GET', 'replication/sessions', by_name('s1'), None, 200, hits([session(state='in_sync')])))
+    dst.register(
+        ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote('in_sync', 'target')])),
+        ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote('in_sync', 'target')])),
+    )
+    src.register(('GET', 'replication/sessions', by_name('s1'), None, 200, hits([session(state='in_sync')])))
+    result, failed = run(src, dst, capsys, state='failed_back')
+    assert not failed, result
+    assert [m for _a, m, _p in log if m != 'GET'] == []
+    assert all(step.startswith('wait: ') for step in result['steps'])
+
+
+def test_failover_during_a_failback_is_refused(src, dst, capsys):
+    secondary_reads(dst, state='suspended', role='source')
+    primary_reads(src, state='in_sync', role='source')
+    result, failed = run(src, dst, capsys, state='failed_over', allow_reachable_source=True)
+    assert failed
+    assert 'a failback is under way' in result['msg']
