@@ -377,3 +377,41 @@ def test_peer_object_is_created_with_credentials_never_returned(src, dst, capsys
     assert result['peer_array']['name'] == 'dr'
     assert 'peer-pw' not in str(result)
     assert result['k2_requests']['target'] == {'total': 0}
+
+
+def test_absent_rerun_after_a_partial_teardown_finishes_on_the_peer(src, dst, log, capsys):
+    # A first run deleted both sessions and failed before the replica group went: the re-run finds it by name.
+    src.register(('GET', 'replication/sessions', by_name('s1'), None, 200, hits([])))
+    dst.register(
+        ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([])),
+        ('GET', 'volume_groups', {'name': 'rvg1', '__fields': 'id,name', '__limit': '2'}, None, 200, hits([{'id': 8, 'name': 'rvg1'}])),
+        ('GET', 'snapshots', paged({'volume_group.ref': '/volume_groups/8'}, 'id,name'), None, 200, hits([])),
+        ('GET', 'volumes', paged({'volume_group.ref': '/volume_groups/8'}, 'id,name'), None, 200, hits([{'id': 41, 'name': 'rv1'}])),
+        ('DELETE', 'volumes/41', None, None, 204, None),
+        ('DELETE', 'volume_groups/8', None, None, 204, None),
+    )
+    result, failed = run(src, dst, capsys, name='s1', volume_group='vg1', state='absent', confirm_teardown=True)
+    assert not failed, result
+    assert result['changed'] is True
+    assert [(a, m, p) for a, m, p in log if m == 'DELETE'] == [('dst', 'DELETE', 'volumes/41'), ('dst', 'DELETE', 'volume_groups/8')]
+
+
+def test_peer_object_in_use_is_not_deleted(src, dst, capsys):
+    src.register(
+        ('GET', 'replication/peer_k2arrays', by_name('dr'), None, 200, hits([PEER])),
+        ('GET', 'replication/sessions', paged({'replication_peer_k2array.ref': '/replication/peer_k2arrays/1'}), None, 200,
+         hits([session()])),
+    )
+    result, failed = run(src, dst, capsys, peer=dict(name='dr', state='absent'))
+    assert failed
+    assert "still used by session(s) s1" in result['msg']
+    assert result['changed'] is False
+
+
+def test_teardown_of_a_failed_over_pair_is_refused(src, dst, capsys):
+    src.register(('GET', 'replication/sessions', by_name('s1'), None, 200, hits([session(state='suspended')])))
+    dst.register(('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([session(7, 'rs1', 8, state='failed_over', role='target')])))
+    src.register(('GET', 'volume_groups/3', {'__fields': 'id,name'}, None, 200, VG))
+    result, failed = run(src, dst, capsys, name='s1', state='absent', confirm_teardown=True)
+    assert failed
+    assert 'Fail back first' in result['msg']
