@@ -71,11 +71,20 @@ class Listener(object):
                 raise RuntimeError("listener %s:%s stopped during start-up" % (self.host, self.port))
             await asyncio.sleep(0.01)
 
-    async def stop(self):
+    async def stop(self, grace=0.3):
+        """Stop serving. Requests in flight get `grace` seconds to finish; then connections still open (idle
+        keep-alive TLS connections, which would otherwise hold uvicorn's graceful shutdown for its whole timeout)
+        are aborted, as a dying array would drop them."""
         if self.server is None:
             return
         self.server.should_exit = True
         try:
+            done, dummy = await asyncio.wait([self.task], timeout=grace)
+            if not done:
+                for conn in list(self.server.server_state.connections):
+                    transport = getattr(conn, "transport", None)
+                    if transport is not None:
+                        transport.abort()
             await self.task
         finally:
             self.server = None
@@ -131,8 +140,7 @@ async def serve(data_dir, arrays, users, admin=None, cert=None, key=None, replic
         await engine_task
     except asyncio.CancelledError:
         pass
-    for listener in ([admin_listener] if admin_listener else []) + [s.listener for s in services.values()]:
-        await listener.stop()
+    await asyncio.gather(*[listener.stop() for listener in ([admin_listener] if admin_listener else []) + [s.listener for s in services.values()]])
     for svc in services.values():
         svc.array.store.close()
     return 0
