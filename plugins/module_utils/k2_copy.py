@@ -25,7 +25,10 @@ Two parts, usable apart:
   - ``O_DIRECT`` with page-aligned buffers on block devices that accept it
     (the probe is one aligned read), buffered I/O otherwise and on regular
     files unless ``direct_io='always'``; a tail shorter than the alignment
-    always goes through the buffered descriptor. The destination is fsynced before the copy counts
+    always goes through the buffered descriptor. Buffered copies start the
+    writeback of each written window early and drop copied pages from the
+    page cache, so the disk writes while the copy reads and the copy does not
+    push other data out of the cache. The destination is fsynced before the copy counts
     as done, whatever the I/O mode;
   - optional SHA-256 verification: the source is hashed as it is read (no
     second pass), the destination is read back afterwards (direct I/O, or

@@ -83,6 +83,9 @@ options:
       - V(always) uses direct I/O on both sides, files included, and fails when a side refuses it (for example tmpfs on
         older kernels).
       - V(never) uses buffered I/O.
+      - Buffered copies start writing each 32 MiB back to the device as soon as it is copied and drop the copied data
+        from the page cache, so a large copy neither waits for one huge flush at the end nor pushes other data out of
+        the cache.
       - The destination is flushed (fsync) before the copy counts as done, in every mode.
     type: str
     choices: [auto, always, never]
