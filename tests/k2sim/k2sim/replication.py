@@ -72,6 +72,16 @@ def derive_peer(state, role):
     return state, ("target" if role == "source" else "source")
 
 
+def follower_wants(driver, follower):
+    """(state, role) the follower session should take from the driver, or None to leave it as it is.
+
+    A failed_over session serves the data: its peer never changes it (only its own PATCH does)."""
+    if follower["state"] == "failed_over":
+        return None
+    want = derive_peer(driver["state"], driver["current_role"])
+    return None if (follower["state"], follower["current_role"]) == want else want
+
+
 def valid_rpo(rpo):
     return rpo == 60 or (rpo > 0 and rpo % 300 == 0)
 
@@ -731,9 +741,10 @@ class ReplicationEngine(object):
         mine, theirs = sess.get("_cmd_time") or 0, other.get("_cmd_time") or 0
         if mine <= theirs or now < mine + self.settings.delay_seconds:
             return
-        state, role = derive_peer(sess["state"], sess["current_role"])
-        if (other["state"], other["current_role"]) == (state, role):
+        want = follower_wants(sess, other)
+        if want is None:
             return
+        state, role = want
         with peer.store.txn():
             changes = {"state": state, "current_role": role, "_cycle_start": None}
             if role == "target" or state == "idle":
@@ -822,9 +833,9 @@ class ReplicationEngine(object):
                 if other is not None:
                     mine, theirs = sess.get("_cmd_time") or 0, other.get("_cmd_time") or 0
                     if mine > theirs:
-                        converged = (other["state"], other["current_role"]) == derive_peer(sess["state"], sess["current_role"])
+                        converged = follower_wants(sess, other) is None
                     elif theirs > mine:
-                        converged = (sess["state"], sess["current_role"]) == derive_peer(other["state"], other["current_role"])
+                        converged = follower_wants(other, sess) is None
                     else:
                         converged = True
                 snap_id, progress, dummy = arr.session_progress(sess)

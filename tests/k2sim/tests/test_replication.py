@@ -303,6 +303,10 @@ def test_every_transition_of_the_state_machine(rs, vid):
     wait_until("source suspended", converged(rs.p, n["ssn"], "suspended", "source"))
     m = call(rs, "t", "POST", "/mappings", {"volume": {"ref": "/volumes/%d" % rvol.id}, "host": {"ref": "/hosts/%d" % host_t.id}})
     assert m.status_code == 201, m.text                                 # mappable once failed over
+    # the old source may stop its side; the failed-over target is not changed by that
+    assert call(rs, "p", "PATCH", P, {"state": "idle"}).status_code == 200
+    time.sleep(0.4)
+    assert session(rs.t, n["rssn"]).state == "failed_over"
     msg = err(call(rs, "p", "PATCH", P, {"state": "in_sync"}), "MC_ERR_INVALID_STATE")
     assert "fail back" in msg
     err(call(rs, "p", "PATCH", P, {"state": "failed_over"}), "MC_ERR_INVALID_STATE")
@@ -673,6 +677,8 @@ def test_random_walk_over_the_state_machine_matches_the_documented_table(rs, vid
         if want[0] != mine["state"]:
             seen.add((mine["current_role"], mine["state"], new))
             peer_want = ("suspended", "source") if want[0] == "failed_over" else (want[0], "target" if want[1] == "source" else "source")
+            if theirs["state"] == "failed_over":
+                peer_want = ("failed_over", theirs["current_role"])        # a failed_over session is never changed by its peer
 
             def follows():
                 got = call(rs, other, "GET", url[other]).json()
