@@ -667,6 +667,8 @@ class ReplicationMixin(object):
     # ----- engine side: applied by ReplicationEngine on each tick ---------------------------------------
     def add_history(self, sess, gen, start, end, nbytes, snap_ref):
         sref = _ref(SESS, sess["id"])
+        if any(row["generation_number"] == gen for row in self.store.by_ref(HIST, "session", sref)):
+            return      # completed again after a crash between the two arrays' commits
         self._put_new(HIST, session=sref, generation_number=gen, role=sess["current_role"], round_start=start, round_end=end,
                       target_rpo=sess["rpo"], bytes_transmitted_logical=nbytes, bytes_transmitted_physical=nbytes, snapshot=snap_ref)
         rows = self.store.by_ref(HIST, "session", sref)
