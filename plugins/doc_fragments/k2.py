@@ -102,6 +102,52 @@ attributes:
     platforms: Kaminario K2
 '''
 
+    # For modules that also talk to the peer (secondary) array of a replication pair. A module sets
+    # its own description (and required) for target; the suboptions come from here.
+    TARGET = r'''
+options:
+  target:
+    description:
+      - Connection to the peer (secondary) array, with the same meaning as the module's own connection options.
+    type: dict
+    suboptions:
+      k2_host:
+        description: Management address of the peer array, C(host) or C(host:port).
+        type: str
+        required: true
+      k2_username:
+        description: User on the peer array (HTTP basic authentication); with O(target.k2_password).
+        type: str
+      k2_password:
+        description: Password of O(target.k2_username).
+        type: str
+      k2_token:
+        description: Bearer token for access through Silk Flex; with O(target.k2_sdp_id).
+        type: str
+      k2_sdp_id:
+        description: Identifier of the peer array behind Flex.
+        type: str
+      validate_certs:
+        description: Whether to verify the peer array's TLS certificate (warns when V(false)).
+        type: bool
+        default: true
+      ca_path:
+        description: CA file or directory that signed the peer array's certificate.
+        type: path
+      timeout:
+        description: Longest time in seconds one API call to the peer may take, retries included.
+        type: int
+        default: 60
+      retries:
+        description: How many times an API call to the peer is retried on connection errors, 5xx, 429 and busy answers.
+        type: int
+        default: 5
+      retry_max_wait:
+        description: Upper bound in seconds of one wait between retries.
+        type: int
+        default: 30
+'''
+
     # For modules that only read the array and return facts.
     FACTS_ATTRIBUTES = r'''
 attributes:

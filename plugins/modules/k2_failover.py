@@ -47,6 +47,7 @@ author:
 extends_documentation_fragment:
   - kaminario.k2.k2
   - kaminario.k2.k2.attributes
+  - kaminario.k2.k2.target
 options:
   sessions:
     description:
@@ -126,44 +127,7 @@ options:
   target:
     description:
       - Connection to the secondary array, with the same meaning as the module's own connection options.
-    type: dict
     required: true
-    suboptions:
-      k2_host:
-        description: Management address of the secondary array, C(host) or C(host:port).
-        type: str
-        required: true
-      k2_username:
-        description: User on the secondary array (HTTP basic authentication); with O(target.k2_password).
-        type: str
-      k2_password:
-        description: Password of O(target.k2_username).
-        type: str
-      k2_token:
-        description: Bearer token for access through Silk Flex; with O(target.k2_sdp_id).
-        type: str
-      k2_sdp_id:
-        description: Identifier of the secondary array behind Flex.
-        type: str
-      validate_certs:
-        description: Whether to verify the secondary array's TLS certificate (warns when V(false)).
-        type: bool
-        default: true
-      ca_path:
-        description: CA file or directory that signed the secondary array's certificate.
-        type: path
-      timeout:
-        description: Longest time in seconds one API call to the secondary may take, retries included.
-        type: int
-        default: 60
-      retries:
-        description: How many times an API call to the secondary is retried on connection errors, 5xx, 429 and busy answers.
-        type: int
-        default: 5
-      retry_max_wait:
-        description: Upper bound in seconds of one wait between retries.
-        type: int
-        default: 30
 notes:
   - Every check (sessions found, guardrails, test host) is made for all sessions before the first change, so a refused
     request changes nothing.

@@ -37,6 +37,7 @@ author:
 extends_documentation_fragment:
   - kaminario.k2.k2
   - kaminario.k2.k2.attributes
+  - kaminario.k2.k2.target
 options:
   name:
     description:
@@ -141,43 +142,6 @@ options:
     description:
       - Connection to the peer (secondary) array, with the same meaning as the module's own connection options.
       - Required to manage a session (the module reads the remote session and waits on it, and tears down on both sides).
-    type: dict
-    suboptions:
-      k2_host:
-        description: Management address of the peer array, C(host) or C(host:port).
-        type: str
-        required: true
-      k2_username:
-        description: User on the peer array (HTTP basic authentication); with O(target.k2_password).
-        type: str
-      k2_password:
-        description: Password of O(target.k2_username).
-        type: str
-      k2_token:
-        description: Bearer token for access through Silk Flex; with O(target.k2_sdp_id).
-        type: str
-      k2_sdp_id:
-        description: Identifier of the peer array behind Flex.
-        type: str
-      validate_certs:
-        description: Whether to verify the peer array's TLS certificate (warns when V(false)).
-        type: bool
-        default: true
-      ca_path:
-        description: CA file or directory that signed the peer array's certificate.
-        type: path
-      timeout:
-        description: Longest time in seconds one API call to the peer may take, retries included.
-        type: int
-        default: 60
-      retries:
-        description: How many times an API call to the peer is retried on connection errors, 5xx, 429 and busy answers.
-        type: int
-        default: 5
-      retry_max_wait:
-        description: Upper bound in seconds of one wait between retries.
-        type: int
-        default: 30
 notes:
   - A no-change run for a session reads the session, its volume group, its volumes and peer volumes on the source array and
     the remote session on the peer array (plus one read per side for the time of the last replicated snapshot). The
