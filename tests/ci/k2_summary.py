@@ -55,6 +55,7 @@ def main() -> int:
     volumes = {v['id']: v for v in fetch_all(session, base, 'volumes', ca_path) if v['name'] != 'CTRL'}
     hosts = {h['id']: h for h in fetch_all(session, base, 'hosts', ca_path)}
     iqns = fetch_all(session, base, 'host_iqns', ca_path)
+    fc_ports = fetch_all(session, base, 'host_fc_ports', ca_path)
     snapshots = {s['id']: s for s in fetch_all(session, base, 'snapshots', ca_path)}
     mappings = fetch_all(session, base, 'mappings', ca_path)
     capacity = fetch_all(session, base, 'system/capacity', ca_path)
@@ -70,8 +71,9 @@ def main() -> int:
         print('    %-20s %-10s in %s' % (volume['name'], size_text(int(volume['size'])), vg.get('name', '?')))
     print('  hosts (%d):' % len(hosts))
     for host in hosts.values():
-        host_iqns = [i['iqn'] for i in iqns if ref_id(i.get('host')) == host['id']]
-        print('    %-20s %-8s %s' % (host['name'], host.get('type', ''), ', '.join(host_iqns) or '-'))
+        initiators = [i['iqn'] for i in iqns if ref_id(i.get('host')) == host['id']]
+        initiators += [p['pwwn'] for p in fc_ports if ref_id(p.get('host')) == host['id']]
+        print('    %-24s %-8s %s' % (host['name'], host.get('type', ''), ', '.join(initiators) or '-'))
     print('  mappings (%d):' % len(mappings))
     for mapping in mappings:
         target_ref = mapping['volume']['ref']
