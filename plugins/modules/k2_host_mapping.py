@@ -824,6 +824,12 @@ class K2HostMapping(K2Module):
 
     def apply_mappings(self, plans, final, target_ref):
         new_host = self.created_host
+        creates = [(plan, entry) for plan, entry in plans if plan.action == 'create']
+        if len(creates) > 1:
+            # Creates come last (see plan_mappings): two or more go to the array in one __bulk POST.
+            plans = [(plan, entry) for plan, entry in plans if plan.action != 'create']
+        else:
+            creates = []
         for plan, entry in plans:
             if plan.action == 'delete':
                 self.apply(plan, delete=lambda cur, e=entry: self.client.delete('mappings', e['id']))
@@ -837,7 +843,28 @@ class K2HostMapping(K2Module):
                 if self.writes_allowed() and isinstance(answer, dict) and 'id' in answer:
                     entry['id'] = answer['id']
                     entry['lun'] = answer.get('lun', entry['lun'])
+        if creates:
+            answers = self.apply_many([plan for plan, _entry in creates],
+                                      create=lambda bodies: self.create_mappings([entry for _plan, entry in creates], bodies, target_ref, new_host))
+            for (_plan, entry), answer in zip(creates, answers):
+                if self.writes_allowed() and isinstance(answer, dict) and 'id' in answer:
+                    entry['id'] = answer['id']
+                    entry['lun'] = answer.get('lun', entry['lun'])
         return sorted(final.values(), key=lambda e: (e['lun'] is None, e['lun'] or 0, e['name']))
+
+    def create_mappings(self, entries, bodies, target_ref, new_host):
+        """Create several mappings with ``POST /mappings/__bulk`` (chunked by the client); return them in order."""
+        items = []
+        for entry, body in zip(entries, bodies):
+            item = {'volume': {'ref': entry['ref']}, 'host': target_ref}
+            if body.get('lun') is not None:
+                item['lun'] = body['lun']
+            items.append(item)
+        created = self.client.bulk_create('mappings', items, unique_field=None)
+        if new_host:
+            for entry, mapping in zip(entries, created):
+                self.undo.push('unmap %s from the new host' % entry['name'], self.client.delete, 'mappings', mapping['id'])
+        return created
 
     def create_mapping(self, entry, target_ref, lun, new_host):
         body = {'volume': {'ref': entry['ref']}, 'host': target_ref}

@@ -545,3 +545,39 @@ def test_unchanged_mappings_are_in_the_diff(k2_server, conn, capsys):
     assert result['changed'] is False
     assert result['diff']['before']['mapping v2'] == {'volume': 'v2', 'host': 'host h1', 'lun': 2}
     assert result['diff']['before'] == result['diff']['after']
+
+
+# ------------------------------------------------------------------ several new mappings: one __bulk POST
+
+def test_several_new_mappings_go_in_one_bulk_post(k2_server, conn, capsys):
+    k2_server.register(
+        find_host('h1'),
+        find_volumes(['v1', 'v2', 'v3'], [vol(7, 'v1'), vol(8, 'v2'), vol(9, 'v3')]),
+        ('POST', 'hosts', None, {'name': 'h1', 'type': 'Linux'}, 201, linux_host(name='h1')),
+        ('POST', 'mappings/__bulk', None, [{'volume': {'ref': '/volumes/7'}, 'host': {'ref': '/hosts/4'}},
+                                           {'volume': {'ref': '/volumes/8'}, 'host': {'ref': '/hosts/4'}, 'lun': 5},
+                                           {'volume': {'ref': '/volumes/9'}, 'host': {'ref': '/hosts/4'}}], 201,
+         hits([mapping(11, '/volumes/7', 1), mapping(12, '/volumes/8', 5), mapping(13, '/volumes/9', 2)])),
+    )
+    result, failed = run(conn, capsys, host='h1', volumes=[{'name': 'v1'}, {'name': 'v2', 'lun': 5}, {'name': 'v3'}])
+    assert not failed, result
+    assert result['changed'] is True
+    assert [(m['volume'], m['lun'], m['id']) for m in result['mappings']] == [('v1', 1, 11), ('v3', 2, 13), ('v2', 5, 12)]
+    assert [(a['action'], a['resource']) for a in result['actions']] == [('create', 'host')] + [('create', 'mapping')] * 3
+    assert result['k2_requests'] == {'total': 4, 'GET': 2, 'POST': 2}
+
+
+def test_new_host_is_deleted_again_when_the_bulk_mapping_fails(k2_server, conn, capsys):
+    k2_server.register(
+        find_host('h1'),
+        find_volumes(['v1', 'v2'], [vol(7, 'v1'), vol(8, 'v2')]),
+        ('POST', 'hosts', None, {'name': 'h1', 'type': 'Linux'}, 201, linux_host(name='h1')),
+        ('POST', 'mappings/__bulk', None, [{'volume': {'ref': '/volumes/7'}, 'host': {'ref': '/hosts/4'}},
+                                           {'volume': {'ref': '/volumes/8'}, 'host': {'ref': '/hosts/4'}}], 400,
+         error('MC_ERR_LUN_IN_USE: no free LUN left')),
+        ('DELETE', 'hosts/4', None, None, 204, None),
+    )
+    result, failed = run(conn, capsys, host='h1', volumes=[{'name': 'v1'}, {'name': 'v2'}])
+    assert failed
+    assert "Could not create mapping 'v1', 'v2'" in result['msg']
+    assert "Rolled back: delete the new host 'h1'." in result['msg']
