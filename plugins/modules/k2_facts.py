@@ -164,7 +164,7 @@ EXAMPLES = r'''
           snapshots:
             is_exposable: true
 
-    - name: iSCSI portals and target name, for host configuration
+    - name: Portals and iSCSI target name, for host configuration
       kaminario.k2.k2_facts:
         gather_subset: network
       register: net
