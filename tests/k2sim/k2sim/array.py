@@ -361,6 +361,11 @@ class Array(ReplicationMixin):
                 o = self.store.by_ukey(res, str(flt.values[0]))
                 candidates = [o] if o is not None else []
                 break
+            if flt.field == spec.unique and flt.op == "in" and all(isinstance(v, str) for v in flt.values):
+                # name__in=a,b,c: one index lookup per name instead of a scan of the whole collection
+                found = (self.store.by_ukey(res, v) for v in set(flt.values))
+                candidates = sorted((o for o in found if o is not None), key=lambda o: o["id"])
+                break
             if flt.kind == REF and flt.op in ("eq", "in", "m_eq") and flt.field in spec.ref_fields:
                 seen = {}
                 for v in flt.values:
