@@ -511,6 +511,7 @@ class K2Volume(K2Module):
         self.items = []
         self.volumes = {}            # name -> volume (read)
         self.groups = {}             # id -> group (read or created)
+        self._groups_index = None    # name -> group, for the results (see _group_named)
         self.groups_by_name = {}     # name -> group (read)
         self.groups_before = {}      # id -> group as read, for the diff
         self.mappings = {}           # volume ref path -> mappings
@@ -997,9 +998,18 @@ class K2Volume(K2Module):
         vol.setdefault('name', item.target)
         # Groups created or renamed by this run are in self.groups under their new names; in check mode the
         # group is the one read (renamed only in the prediction) or the body of the group to create.
-        group = next((g for g in self.groups.values() if g['name'] == item.after_group_name), None) or item.group or {}
+        group = self._group_named(item.after_group_name) or item.group or {}
         return self._shape(vol, item.after_group_name, group.get('id'), group.get('is_dedup'), self._mapping_views(item),
                            dedicated=item.dedicated)
+
+    def _group_named(self, name):
+        """The first group in ``self.groups`` called ``name``, from an index built once the changes are made
+        (``work`` resets it); a scan per volume made the result of 10,000 volumes quadratic."""
+        if self._groups_index is None:
+            self._groups_index = {}
+            for g in self.groups.values():
+                self._groups_index.setdefault(g['name'], g)
+        return self._groups_index.get(name)
 
     def _mapping_views(self, item):
         out = []
@@ -1053,6 +1063,7 @@ class K2Volume(K2Module):
         if self.result['changed'] and self.writes_allowed():
             with self.step('change the volumes' if self.list_form else "change volume '%s'" % self.items[0].target):
                 self._execute()
+        self._groups_index = None
         views = [self._view(i, after=True) for i in self.items]
         if self.list_form:
             diff = {'before': dict((i.target, self._diff_view(self._view(i, after=False))) for i in self.items),
