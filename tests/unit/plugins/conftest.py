@@ -34,6 +34,13 @@ def k2_ca_path(k2_ca, tmp_path):
 
 
 @pytest.fixture
+def conn(k2_server):
+    """Connection options of a module run against ``k2_server`` (no retries: every request is in the script once)."""
+    return dict(k2_host=k2_server.host, k2_username='admin', k2_password='s3cr3t-pw', ca_path=k2_server.ca_path,
+                retries=0, retry_max_wait=0)
+
+
+@pytest.fixture
 def k2_server(k2_ca, k2_ca_path):
     """A scripted K2 server on 127.0.0.1 (ephemeral port); the test fails if the conversation differs from the script."""
     server = K2Server(k2_ca, k2_ca_path)

@@ -76,6 +76,22 @@ def error(message):
     return {'error_msg': message}
 
 
+def one(query, fields):
+    """The query K2Client sends to find at most one object (``find_one``/``get_by_name``): two hits tell "ambiguous"."""
+    out = dict(query)
+    out.update({'__fields': fields, '__limit': '2'})
+    return out
+
+
+def paged(query, fields=None):
+    """The query of the first page of a sorted, paged K2Client search."""
+    out = dict(query)
+    if fields:
+        out['__fields'] = fields
+    out.update({'__sort': 'id', '__limit': '100', '__offset': '0'})
+    return out
+
+
 class Expected(object):
     def __init__(self, method, path, query=None, body=None, status=200, answer=None, headers=None):
         self.method = method.upper()

@@ -20,12 +20,6 @@ GIB = 2 ** 20          # KiB in a GiB
 TIB = 2 ** 30          # KiB in a TiB
 
 
-@pytest.fixture
-def conn(k2_server):
-    return dict(k2_host=k2_server.host, k2_username='admin', k2_password='s3cr3t-pw', ca_path=k2_server.ca_path,
-                retries=0, retry_max_wait=0)
-
-
 def page(resource, answer, offset=0, limit=9999, fields=None, status=200, **filters):
     """One expected paged GET as the client sends it: filters, __fields, __sort=id, __limit, __offset."""
     query = dict((k, str(v)) for k, v in filters.items())

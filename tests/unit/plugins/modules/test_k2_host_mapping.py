@@ -11,7 +11,7 @@ __metaclass__ = type
 import pytest
 
 from ansible_collections.kaminario.k2.plugins.modules import k2_host_mapping
-from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import error, hits, run_module
+from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import error, hits, one, paged, run_module
 
 IQN = 'iqn.1993-08.org.debian:01:12aa12aa12aa'
 # Cinder's documented example (unique_fqdn_network false): the IQN reversed, '.' and ':' replaced, 32 characters.
@@ -22,24 +22,6 @@ NET_IPS = [
     {'id': 2, 'ip_address': '192.0.2.21', 'wan_port': {'ref': '/system/wan_ports/1'}},
     {'id': 3, 'ip_address': '192.0.2.12', 'wan_port': None},
 ]
-
-
-@pytest.fixture
-def conn(k2_server):
-    return dict(k2_host=k2_server.host, k2_username='admin', k2_password='s3cr3t-pw', ca_path=k2_server.ca_path,
-                retries=0, retry_max_wait=0)
-
-
-def one(query, fields):
-    out = dict(query)
-    out.update({'__fields': fields, '__limit': '2'})
-    return out
-
-
-def paged(query, fields):
-    out = dict(query)
-    out.update({'__fields': fields, '__sort': 'id', '__limit': '100', '__offset': '0'})
-    return out
 
 
 def find_host(name, found=None):

@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.kaminario.k2.plugins.module_utils import k2_replication as rep_utils
 from ansible_collections.kaminario.k2.plugins.modules import k2_replication
-from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import K2Server, hits, run_module
+from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import K2Server, hits, paged, run_module
 
 
 class LoggedServer(K2Server):
@@ -93,14 +93,6 @@ def run(src, dst, capsys, check=False, **args):
 
 def by_name(name):
     return {'name': name, '__limit': '2'}
-
-
-def paged(query, fields=None):
-    out = dict(query)
-    if fields:
-        out['__fields'] = fields
-    out.update({'__sort': 'id', '__limit': '100', '__offset': '0'})
-    return out
 
 
 def session(obj_id=4, name='s1', vg=3, state='idle', role='source', rpo=300, peer=1, gen=None):

@@ -11,27 +11,9 @@ __metaclass__ = type
 import pytest
 
 from ansible_collections.kaminario.k2.plugins.modules import k2_snapshot
-from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import hits, run_module
+from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import hits, one, paged, run_module
 
 SNAP_FIELDS = 'id,name,short_name,source,volume_group,retention_policy,is_auto_deleteable,is_exposable,creation_time,generation_number'
-
-
-@pytest.fixture
-def conn(k2_server):
-    return dict(k2_host=k2_server.host, k2_username='admin', k2_password='s3cr3t-pw', ca_path=k2_server.ca_path,
-                retries=0, retry_max_wait=0)
-
-
-def one(query, fields):
-    out = dict(query)
-    out.update({'__fields': fields, '__limit': '2'})
-    return out
-
-
-def paged(query, fields):
-    out = dict(query)
-    out.update({'__fields': fields, '__sort': 'id', '__limit': '100', '__offset': '0'})
-    return out
 
 
 def snapshot(obj_id=5, short='s1', vg='vg1', vg_id=3, source='/volume_groups/3', exposable=False, auto=False, policy=1):
