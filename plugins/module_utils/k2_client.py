@@ -639,14 +639,7 @@ class K2Client(object):
         base = self.build_query(filters)
         if base is None:
             return
-        base = list(base)
-        if fields:
-            base.append(('__fields', ','.join(_with_id(fields))))
-        if sort:
-            if sort.startswith('-'):
-                base += [('__sort', sort[1:]), ('__sort_order', 'desc')]
-            else:
-                base.append(('__sort', sort))
+        base = list(base) + _fields_params(fields) + _sort_params(sort)
         offset = 0
         path = self.url_for(resource)
         while True:
@@ -658,6 +651,19 @@ class K2Client(object):
             # Trust ``total`` over the page length: the array may cap pages below page_size.
             if not hits or (offset >= total if isinstance(total, int) else len(hits) < page_size):
                 return
+
+    def first(self, resource, filters=None, sort='id', fields=None):
+        """The first matching object in ``sort`` order (``-field`` for descending), or ``None``. One request.
+
+        For "the newest snapshot of a group": ``first('snapshots', {'volume_group': 3}, sort='-creation_time')``.
+        """
+        params = self.build_query(filters)
+        if params is None:
+            return None
+        path = self.url_for(resource)
+        page = self.request('GET', path, params=list(params) + _fields_params(fields) + _sort_params(sort) + [('__limit', '1')])
+        hits = _hits(page, 'GET', path)
+        return hits[0] if hits else None
 
     def search(self, resource, filters=None, fields=None, sort='id', page_size=PAGE_SIZE):
         """Return the list of every matching object (see ``iter_search``); never truncated."""
@@ -678,11 +684,8 @@ class K2Client(object):
         params = self.build_query(filters)
         if params is None:
             return None
-        params = list(params)
-        if fields:
-            params.append(('__fields', ','.join(_with_id(fields))))
         path = self.url_for(resource)
-        page = self.request('GET', path, params=params + [('__limit', '2')])
+        page = self.request('GET', path, params=list(params) + _fields_params(fields) + [('__limit', '2')])
         hits = _hits(page, 'GET', path)
         total = page.get('total', len(hits))
         if not hits:
@@ -857,3 +860,17 @@ def _jsonable(value):
         else:
             result[key] = item
     return result
+
+
+def _fields_params(fields):
+    """``__fields`` for a field selection (``id`` always included), or nothing."""
+    return [('__fields', ','.join(_with_id(fields)))] if fields else []
+
+
+def _sort_params(sort):
+    """``__sort`` (and ``__sort_order=desc`` for ``-field``), or nothing."""
+    if not sort:
+        return []
+    if sort.startswith('-'):
+        return [('__sort', sort[1:]), ('__sort_order', 'desc')]
+    return [('__sort', sort)]

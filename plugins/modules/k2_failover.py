@@ -436,12 +436,8 @@ class K2Failover(K2TwoArrayModule):
         """The last replicated snapshot in the secondary's replica group (the session's ref, else the newest snapshot)."""
         snap = replicated_snapshot(self.target, pair.secondary)
         if snap is None and pair.secondary is not None and pair.secondary.get('local_volume_group'):
-            path = self.target.url_for('snapshots')
-            params = [('volume_group.ref', '/volume_groups/%d' % ref_id(pair.secondary['local_volume_group'])),
-                      ('is_exposable', 'False'), ('__sort', 'creation_time'), ('__sort_order', 'desc'), ('__limit', '1')]
-            page = self.target.request('GET', path, params=params) or {}
-            hits = page.get('hits') or []
-            snap = hits[0] if hits else None
+            snap = self.target.first('snapshots', {'volume_group': ref_id(pair.secondary['local_volume_group']), 'is_exposable': False},
+                                     sort='-creation_time')
         return snap
 
     # ------------------------------------------------------------------ work

@@ -385,6 +385,18 @@ def test_descending_sort_and_field_selection(k2_server, client):
     assert found == [{'id': 2, 'short_name': 'b', 'creation_time': 2}]
 
 
+def test_first_reads_one_object_in_sort_order(k2_server, client):
+    k2_server.register(
+        ('GET', 'snapshots', {'volume_group.ref': '/volume_groups/4', 'is_exposable': 'False',
+                              '__sort': 'creation_time', '__sort_order': 'desc', '__limit': '1'},
+         None, 200, hits([{'id': 9, 'creation_time': 30}], total=3)),
+        ('GET', 'snapshots', {'volume_group.ref': '/volume_groups/5', '__sort': 'id', '__limit': '1'}, None, 200, hits([])),
+    )
+    assert client.first('snapshots', {'volume_group': 4, 'is_exposable': False}, sort='-creation_time') == {'id': 9, 'creation_time': 30}
+    assert client.first('snapshots', {'volume_group': 5}) is None
+    assert client.request_count == 2
+
+
 def test_count_only_uses_limit_zero(k2_server, client):
     k2_server.register(('GET', 'volumes', {'name__contains': 'db', '__limit': '0'}, None, 200, hits([], total=1234)))
     assert client.count('volumes', {'name__contains': 'db'}) == 1234

@@ -47,6 +47,20 @@ def remote(state='in_sync', role='target', gen=5, snap=50):
 REPLICA = {'id': 50, 'name': 'rvg1:rep-5', 'creation_time': NOW - 100.0, 'generation_number': 5, 'is_exposable': False}
 
 
+def switch_back(src, dst, **remote_kwargs):
+    """Failback's last phase: the primary's session back to failed_over then in_sync, the secondary's following it."""
+    src.register(('PATCH', 'replication/sessions/4', None, {'state': 'failed_over'}, 200, session(state='failed_over', role='target')))
+    dst.register(('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote('suspended', 'source')])))
+    src.register(
+        ('PATCH', 'replication/sessions/4', None, {'state': 'in_sync'}, 200, session(state='in_sync')),
+        ('GET', 'replication/sessions', by_name('s1'), None, 200, hits([session(state='in_sync')])),
+    )
+    dst.register(
+        ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote('in_sync', 'target', **remote_kwargs)])),
+        ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote('in_sync', 'target', **remote_kwargs)])),
+    )
+
+
 def secondary_reads(dst, state='in_sync', role='target', replica=True):
     dst.register(
         ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote(state, role)])),
@@ -183,16 +197,7 @@ def failback_conversation(src, dst):
         ('GET', 'replication/sessions/7', None, None, 200, remote('in_sync', 'source', gen=7)),
     )
     # phase 3: switch back and swap the roles again
-    src.register(('PATCH', 'replication/sessions/4', None, {'state': 'failed_over'}, 200, session(state='failed_over', role='target')))
-    dst.register(('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote('suspended', 'source')])))
-    src.register(
-        ('PATCH', 'replication/sessions/4', None, {'state': 'in_sync'}, 200, session(state='in_sync')),
-        ('GET', 'replication/sessions', by_name('s1'), None, 200, hits([session(state='in_sync')])),
-    )
-    dst.register(
-        ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote('in_sync', 'target', gen=7)])),
-        ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote('in_sync', 'target', gen=7)])),
-    )
+    switch_back(src, dst, gen=7)
     src.register(('GET', 'replication/sessions', by_name('s1'), None, 200, hits([session(state='in_sync')])))
 
 
@@ -338,16 +343,7 @@ def test_failback_resumes_when_the_primary_had_not_followed_the_resync(src, dst,
         ('POST', 'snapshots', None, snap_body, 201, {'id': 71, 'generation_number': 7}),
         ('GET', 'replication/sessions/7', None, None, 200, remote('in_sync', 'source', gen=7)),
     )
-    src.register(('PATCH', 'replication/sessions/4', None, {'state': 'failed_over'}, 200, session(state='failed_over', role='target')))
-    dst.register(('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote('suspended', 'source')])))
-    src.register(
-        ('PATCH', 'replication/sessions/4', None, {'state': 'in_sync'}, 200, session(state='in_sync')),
-        ('GET', 'replication/sessions', by_name('s1'), None, 200, hits([session(state='in_sync')])),
-    )
-    dst.register(
-        ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote('in_sync', 'target')])),
-        ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote('in_sync', 'target')])),
-    )
+    switch_back(src, dst)
     src.register(('GET', 'replication/sessions', by_name('s1'), None, 200, hits([session(state='in_sync')])))
     result, failed = run(src, dst, capsys, state='failed_back')
     assert not failed, result
