@@ -749,7 +749,7 @@ def validate_connection_info(info, option):
         raise K2CopyError("%s must be a connection_info dictionary such as k2_host_mapping returns "
                           "({'driver_volume_type': ..., 'data': {...}}), not %s." % (option, type(info).__name__))
     transport = info.get('driver_volume_type')
-    if transport not in TRANSPORTS:
+    if not isinstance(transport, str) or transport not in TRANSPORTS:
         raise K2CopyError('%s.driver_volume_type must be one of %s, not %r.' % (option, ', '.join(sorted(TRANSPORTS)), transport))
     data = info.get('data')
     if not isinstance(data, dict):
