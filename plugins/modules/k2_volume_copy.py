@@ -407,7 +407,7 @@ def read_options(params):
         raise K2CopyError("Invalid value %d for option 'io_depth': give a number from 1 to %d." % (params['io_depth'], MAX_IO_DEPTH))
     if params['device_scan_attempts'] < 1:
         raise K2CopyError("Invalid value %d for option 'device_scan_attempts': give at least 1." % params['device_scan_attempts'])
-    if params['progress_interval'] <= 0:
+    if not 0 < params['progress_interval'] < float('inf'):
         raise K2CopyError("Invalid value %s for option 'progress_interval': give a number of seconds above 0." % params['progress_interval'])
     if params['enforce_multipath'] and not params['multipath']:
         raise K2CopyError('enforce_multipath=true needs multipath=true.')

@@ -1,0 +1,51 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, Kaminario K2 collection contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The exact inputs with which tests/reliability/test_fuzz.py (issue 8) found a traceback, a message that does not
+name the option, or a value let through; each must now fail cleanly, naming the option, before anything is done."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import pytest
+
+from ansible_collections.kaminario.k2.plugins.modules import k2_volume_copy
+from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import run_module
+
+
+def local(path):
+    return {'driver_volume_type': 'local', 'data': {'device_path': str(path)}}
+
+
+@pytest.fixture
+def devices(tmp_path):
+    paths = []
+    for name in ('src', 'dst'):
+        path = tmp_path / name
+        path.write_bytes(b'\0' * 65536)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize('transport', [['local'], {'a': 1}])
+def test_volume_copy_unhashable_driver_volume_type(devices, capsys, transport):
+    """A list as driver_volume_type raised TypeError (unhashable) in validate_connection_info: a traceback."""
+    src, dst = devices
+    args = dict(source=local(src), destination={'driver_volume_type': transport, 'data': {'device_path': '/x'}},
+                _ansible_check_mode=True)
+    result, failed = run_module(k2_volume_copy.main, args, capsys)
+    assert failed
+    assert 'destination.driver_volume_type' in result['msg']
+    assert 'exception' not in result
+
+
+@pytest.mark.parametrize('interval', [float('nan'), 'nan', float('inf')])
+def test_volume_copy_progress_interval_not_a_number(devices, capsys, interval):
+    """progress_interval=nan passed the '<= 0' check (nan compares false) and reached the copy."""
+    src, dst = devices
+    args = dict(source=local(src), destination=local(dst), progress_interval=interval, _ansible_check_mode=True)
+    result, failed = run_module(k2_volume_copy.main, args, capsys)
+    assert failed
+    assert "option 'progress_interval'" in result['msg']
