@@ -22,6 +22,9 @@ description:
     initialize_connection returns, so a host-side task can log in and find the device without another lookup.
   - With O(state=absent), removes the listed mappings; a host left without mappings is deleted when it was named
     from its initiator (as Cinder's terminate_connection does) or when O(remove_empty_host=true).
+  - With O(hosts), many hosts are handled in one task. A few chunked reads (K2 C(name__in) and C(ref__in) searches)
+    plan them all, every item is validated and every conflict refused before anything is written, and the changes go
+    to the array as C(__bulk) requests, so a thousand mappings cost about ten requests.
 author:
   - Kaminario K2 collection contributors (@kaminario-k2)
 extends_documentation_fragment:
@@ -31,6 +34,7 @@ options:
   host:
     description:
       - Name of the K2 host. At most 42 characters from C(A-Z a-z 0-9 _ . -).
+      - Mutually exclusive with O(hosts), like O(initiator), O(host_fqdn), O(host_group), O(iqns), O(wwpns) and O(volumes).
       - When not set, the name is derived by the Cinder rule from O(initiator) or O(host_fqdn).
       - When neither O(host), O(initiator) nor O(host_fqdn) is set, the task manages the mappings of O(host_group)
         itself, without any host.
@@ -54,12 +58,14 @@ options:
       - The Cinder backend option of the same name. When true (Cinder's default), O(host_fqdn) names the host if
         given; when false, the host is named from the reversed O(initiator).
       - Set it the way the Cinder backend that shares the array sets it.
+      - With O(hosts), the default of the items.
     type: bool
     default: true
   host_type:
     description:
       - Operating system type of the host, as K2 names it.
       - When not set, a new host gets V(Linux) (as the Cinder driver creates) and an existing host keeps its type.
+      - With O(hosts), the default of the items.
     type: str
     choices: [Linux, Windows, ESX, AIX, Solaris]
   host_group:
@@ -107,6 +113,7 @@ options:
     description:
       - With V(present), also remove the mappings of the host (or host group) whose volume is not listed.
       - V(true) with an empty O(volumes) unmaps everything from it.
+      - With O(hosts), the default of the items.
     type: bool
     default: false
   state:
@@ -115,6 +122,7 @@ options:
       - V(absent) unmaps the listed volumes. Then, when the host has no mapping left, it is deleted (with its
         initiators) if it was named from its initiator or O(remove_empty_host=true). A host that does not
         exist is not an error.
+      - With O(hosts), the default of the items.
     type: str
     choices: [present, absent]
     default: present
@@ -122,6 +130,7 @@ options:
     description:
       - With V(absent), also delete an explicitly named host (O(host)) once it has no mappings left.
       - Hosts named from their initiator are deleted then in any case, as Cinder does.
+      - With O(hosts), the default of the items.
     type: bool
     default: false
   protocol:
@@ -136,8 +145,10 @@ options:
     description:
       - Whether to return C(connection_info). Building it reads the array's iSCSI addresses and target IQN (two
         requests) or its FC ports (one request); set V(false) when the play does not need it.
+      - When not set, V(true) for one host and V(false) with O(hosts). With O(hosts) and V(true), the array's
+        addresses are read once for the whole list, and every item with volumes gets C(connection_info) in
+        RV(hosts[].connection_info); O(protocol) and O(multipath) apply to every item.
     type: bool
-    default: true
   multipath:
     description:
       - Return the iSCSI multipath variant of C(connection_info) (C(target_iqns), C(target_portals),
@@ -145,6 +156,82 @@ options:
         connector.
     type: bool
     default: false
+  hosts:
+    description:
+      - Many hosts in one task, each item with the options of one host (O(hosts[].host), O(hosts[].initiator),
+        O(hosts[].iqns), O(hosts[].volumes), ...). Mutually exclusive with O(host), O(initiator), O(host_fqdn),
+        O(host_group), O(iqns), O(wwpns) and O(volumes).
+      - O(unique_fqdn_network), O(host_type), O(exclusive), O(state) and O(remove_empty_host) are the defaults of
+        the items that do not set them; O(protocol), O(multipath) and O(connection_info) apply to the whole list.
+      - Every item is validated, and every check of the single form made for every item (unknown volume, bad IQN or
+        WWPN, LUN collision on the host, an IQN or WWPN owned by another host), before the first write; a failing
+        task changes nothing, and check mode reports the full plan.
+      - Each item names a different host, and an IQN or WWPN belongs to one item only.
+      - Host groups are not managed by the list form (O(hosts[].host_group) is refused; a listed host that is a
+        member of a host group is refused too); use one task per group with the single form.
+      - Reads for the whole list - hosts by name, their IQNs, FC ports and mappings by host, the listed volumes
+        (and views) by name - then C(__bulk) POSTs of the new hosts, IQNs, FC ports and mappings (at most 250
+        objects each). New mappings with an explicit LUN are sent before those whose LUN K2 picks. LUN moves are
+        one PATCH each, in a safe order per host.
+      - When a write fails, the hosts, initiators and mappings this run created are removed again (see RV(rollback)).
+      - A no-change run of up to a few hundred hosts costs five requests.
+    type: list
+    elements: dict
+    suboptions:
+      host:
+        description: Name of the host, as O(host). One of O(hosts[].host), O(hosts[].initiator) and O(hosts[].host_fqdn) is required.
+        type: str
+      initiator:
+        description: The server's IQN or WWNN, as O(initiator).
+        type: str
+      host_fqdn:
+        description: The server's fully qualified name, as O(host_fqdn).
+        type: str
+      unique_fqdn_network:
+        description: As O(unique_fqdn_network); default O(unique_fqdn_network).
+        type: bool
+      host_type:
+        description: As O(host_type); default O(host_type).
+        type: str
+        choices: [Linux, Windows, ESX, AIX, Solaris]
+      host_group:
+        description:
+          - Not supported in the list form; setting it fails the task naming the item. Use the single form's
+            O(host_group).
+        type: str
+      iqns:
+        description: As O(iqns).
+        type: list
+        elements: str
+        default: []
+      wwpns:
+        description: As O(wwpns).
+        type: list
+        elements: str
+        default: []
+      volumes:
+        description: As O(volumes), for this host.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          name:
+            description: Name of the volume, or full name of the view.
+            type: str
+            required: true
+          lun:
+            description: LUN to map it at (1 to 254), as in O(volumes[].lun).
+            type: int
+      exclusive:
+        description: As O(exclusive); default O(exclusive).
+        type: bool
+      state:
+        description: As O(state); default O(state).
+        type: str
+        choices: [present, absent]
+      remove_empty_host:
+        description: As O(remove_empty_host); default O(remove_empty_host).
+        type: bool
 notes:
   - A no-change run reads the host, its IQNs and WWPNs, the listed volumes (and views with their volume images, when
     any are listed) and the mappings of the host, plus the array's iSCSI portals and target IQN or its FC ports for C(connection_info) -
@@ -232,6 +319,27 @@ EXAMPLES = r'''
           - name: app01-data
         exclusive: true
 
+    - name: Map the volumes of a whole rack of servers in one task (a few reads, then __bulk POSTs)
+      kaminario.k2.k2_host_mapping:
+        hosts:
+          - host: rack1-node01
+            iqns: [iqn.1994-05.com.redhat:rack1-node01]
+            volumes:
+              - name: rack1-node01-boot
+                lun: 1
+              - name: rack1-node01-data
+          - initiator: iqn.1994-05.com.redhat:rack1-node02
+            unique_fqdn_network: false
+            volumes:
+              - name: rack1-node02-boot
+                lun: 1
+          - host: rack1-node03
+            state: absent
+            remove_empty_host: true
+            volumes:
+              - name: rack1-node03-boot
+      register: rack
+
     - name: Detach a volume; the host goes too when it has nothing mapped any more (named from its IQN)
       kaminario.k2.k2_host_mapping:
         initiator: iqn.1993-08.org.debian:01:12aa12aa12aa
@@ -244,7 +352,7 @@ EXAMPLES = r'''
 RETURN = r'''
 host:
   description: The host after the task (in check mode, as it would be); empty when there is none (deleted, or only a host group is managed).
-  returned: always
+  returned: when O(hosts) is not set
   type: dict
   contains:
     id:
@@ -292,7 +400,7 @@ host_group:
   sample: {id: 2, name: cluster-a}
 mappings:
   description: Every mapping of the host (or host group) after the task, by LUN.
-  returned: always
+  returned: when O(hosts) is not set
   type: list
   elements: dict
   contains:
@@ -365,9 +473,54 @@ connection_info:
         target_luns: [1, 1]
 protocol:
   description: Protocol of C(connection_info), V(iscsi), V(fc), or null.
-  returned: always
+  returned: when O(hosts) is not set
   type: str
   sample: iscsi
+hosts:
+  description:
+    - With O(hosts), one entry per item, in the order of O(hosts) (in check mode, as they would be).
+  returned: when O(hosts) is set
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Name of the host (given, or derived from the initiator).
+      type: str
+      sample: rack1-node01
+    state:
+      description: The item's state, V(present) or V(absent).
+      type: str
+      sample: present
+    host:
+      description: The host after the task, with the keys of RV(host) (C(host_group) is always null); empty when there is none.
+      type: dict
+      sample: {id: 4, name: rack1-node01, type: Linux, host_group: null, iqns: [iqn.1994-05.com.redhat:rack1-node01], wwpns: [],
+               named_from_initiator: false}
+    mappings:
+      description: Every mapping of the host after the task, by LUN, with the keys of RV(mappings).
+      type: list
+      elements: dict
+      sample:
+        - {volume: rack1-node01-boot, volume_id: 7, kind: volume, lun: 1, id: 11, scsi_sn: d5750007, volsnaps: null}
+    protocol:
+      description: Protocol of the host's C(connection_info), V(iscsi), V(fc), or null.
+      type: str
+      sample: iscsi
+    connection_info:
+      description: As RV(connection_info), for the item's volumes.
+      type: dict
+      returned: with O(connection_info=true), for an item with O(hosts[].volumes), O(hosts[].state=present) and a protocol
+      sample:
+        rack1-node01-boot:
+          driver_volume_type: iscsi
+          data: {target_iqn: iqn.2009-01.com.kaminario:storage.k2.54645, target_portal: 192.0.2.11:3260, target_lun: 1,
+                 target_discovered: true}
+rollback:
+  description: After a failure, the undo steps run (newest first), each with its error or null; the task's message says the same.
+  returned: when a failed task undid changes it had made
+  type: list
+  elements: dict
+  sample: [{step: "delete the new hosts 'rack1-node01', 'rack1-node02'", error: null}]
 actions:
   description: The plan, one entry per change (also in check mode).
   returned: always
@@ -378,7 +531,9 @@ actions:
     - {action: create, resource: host IQN, name: iqn.1994-05.com.redhat:db01, attributes: {iqn: iqn.1994-05.com.redhat:db01, host: db01}}
     - {action: create, resource: mapping, name: db01-data, attributes: {volume: db01-data, host: host db01, lun: 1}}
 diff:
-  description: Before and after views of every object the task looked at, keyed by C(<resource> <name>).
+  description:
+    - Before and after views of every object the task looked at, keyed by C(<resource> <name>).
+    - With O(hosts), keyed by host name, each view holding C(type), C(iqns), C(wwpns) and C(mappings) (volume name to LUN).
   returned: always
   type: dict
   sample:
@@ -392,6 +547,7 @@ k2_requests:
 '''
 
 import re
+from urllib.parse import quote
 
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import make_ref, parse_ref, ref_id, ref_path
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_module import K2Module
@@ -404,6 +560,78 @@ MIN_LUN = 1
 MAX_LUN = 254
 ISCSI_PORT = 3260
 DEFAULT_HOST_TYPE = 'Linux'
+# Options that describe one host: the list form (hosts) takes them per item instead.
+SINGLE_ONLY = ('host', 'initiator', 'host_fqdn', 'host_group', 'iqns', 'wwpns', 'volumes')
+# Task options that are the default of the hosts[] items that do not set them.
+ITEM_DEFAULTS = ('unique_fqdn_network', 'host_type', 'exclusive', 'state', 'remove_empty_host')
+# Values per name__in / ref__in query: the comma-joined, URL-encoded text stays within what common HTTP front ends
+# accept (as k2_volume's list form).
+QUERY_BUDGET = 6000
+QUERY_MAX_VALUES = 500
+# Objects per __bulk request.
+BULK_CHUNK = 250
+# Page size of searches that can return several objects per value (mappings of a host).
+MANY_PAGE = 1000
+
+
+def chunk_values(values, budget=QUERY_BUDGET, max_values=QUERY_MAX_VALUES):
+    """Split query values into lists whose comma-joined, URL-encoded text stays within ``budget``."""
+    chunk, used = [], 0
+    for value in values:
+        cost = len(quote(str(value), safe='')) + 3
+        if chunk and (used + cost > budget or len(chunk) >= max_values):
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(value)
+        used += cost
+    if chunk:
+        yield chunk
+
+
+def _chunks(items, size=BULK_CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _few(names, limit=5):
+    """``'a', 'b' and 3 more`` for messages about many objects."""
+    names = list(names)
+    text = ', '.join("'%s'" % n for n in names[:limit])
+    return text + (' and %d more' % (len(names) - limit) if len(names) > limit else '')
+
+
+class HostItem(object):
+    """One entry of ``hosts``, with the task-level defaults filled in; planning fills the rest."""
+
+    def __init__(self, index, spec):
+        self.index = index
+        self.label = 'hosts[%d]' % index
+        self.spec = spec
+        self.state = spec['state']
+        self.host_name = None
+        self.named_from_initiator = False
+        self.initiator_kind = None
+        self.iqns = []
+        self.wwpns = []
+        self.wanted = []             # [(volume name, lun or None)]
+        self.host = None             # the host as read (or as created / predicted)
+        self.cur_iqns = []
+        self.cur_ports = []
+        self.maps = []
+        self.host_plan = None
+        self.new_iqns = []
+        self.new_ports = []
+        self.final = {}              # ref path -> mapping entry, as it will be
+        self.volumes = {}            # the listed volumes found, name -> info
+        self.host_delete = None      # delete plan of an emptied host (absent)
+        self.protocol = None
+        self.iqn_plans = []
+        self.port_plans = []
+        self.map_plans = []
+        self.other_names = {}        # ref path -> (name, kind) of mapped objects the item does not list
+
+    def option(self, key):
+        return '%s.%s' % (self.label, key)
 
 
 class K2HostMapping(K2Module):
@@ -428,10 +656,32 @@ class K2HostMapping(K2Module):
                 remove_empty_host=dict(type='bool', default=False),
                 protocol=dict(type='str', choices=['iscsi', 'fc']),
                 multipath=dict(type='bool', default=False),
-                connection_info=dict(type='bool', default=True),
+                connection_info=dict(type='bool'),
+                hosts=dict(type='list', elements='dict', options=dict(
+                    host=dict(type='str'),
+                    initiator=dict(type='str'),
+                    host_fqdn=dict(type='str'),
+                    unique_fqdn_network=dict(type='bool'),
+                    host_type=dict(type='str', choices=['Linux', 'Windows', 'ESX', 'AIX', 'Solaris']),
+                    host_group=dict(type='str'),
+                    iqns=dict(type='list', elements='str', default=[]),
+                    wwpns=dict(type='list', elements='str', default=[]),
+                    volumes=dict(type='list', elements='dict', default=[], options=dict(
+                        name=dict(type='str', required=True),
+                        lun=dict(type='int'),
+                    )),
+                    exclusive=dict(type='bool'),
+                    state=dict(type='str', choices=['present', 'absent']),
+                    remove_empty_host=dict(type='bool'),
+                )),
             ),
-            required_one_of=[('host', 'initiator', 'host_fqdn', 'host_group')],
+            mutually_exclusive=[('hosts', key) for key in SINGLE_ONLY],
+            required_one_of=[('host', 'initiator', 'host_fqdn', 'host_group', 'hosts')],
         )
+        self.list_form = self.params['hosts'] is not None
+        if self.params['connection_info'] is None:
+            # One host: connection_info unless turned off. The list form builds it only when asked for.
+            self.params['connection_info'] = not self.list_form
         self.host_name = None
         self.named_from_initiator = False
         self.iqns = []
@@ -627,6 +877,8 @@ class K2HostMapping(K2Module):
     # ------------------------------------------------------------------ work
 
     def work(self):
+        if self.list_form:
+            return self.work_list()
         self.validate()
         p = self.params
         host, cur_iqns, cur_ports = (None, [], [])
@@ -744,13 +996,20 @@ class K2HostMapping(K2Module):
             return make_ref('hosts', host['id']), 'host %s' % host['name']
         return None, 'host %s' % self.host_name
 
-    def plan_mappings(self, maps, volumes, target_label):
-        """Plans for the mappings (deletes first, then LUN moves in a safe order, then creates) and the mappings as they will be."""
+    def plan_mappings(self, maps, volumes, target_label, wanted=None, exclusive=None, names=None, where='volumes'):
+        """Plans for the mappings (deletes first, then LUN moves in a safe order, then creates) and the mappings as they will be.
+
+        The list form passes an item's ``wanted`` volumes, ``exclusive``, the ``names`` of unlisted mapped objects (read
+        once for every host) and ``where`` (``hosts[i].volumes``) for the messages.
+        """
         p = self.params
-        wanted = [(item['name'].strip(), item.get('lun')) for item in p['volumes']]
+        if wanted is None:
+            wanted = [(item['name'].strip(), item.get('lun')) for item in p['volumes']]
+            exclusive = p['exclusive'] and p['state'] == 'present'
         wanted_refs = dict((ref_path(volumes[n]['ref']), n) for n, _lun in wanted if n in volumes)
-        unlisted = [m for m in maps if ref_path(m['volume']) not in wanted_refs]
-        names = self.name_objects([m['volume'] for m in unlisted]) if unlisted else {}
+        if names is None:
+            unlisted = [m for m in maps if ref_path(m['volume']) not in wanted_refs]
+            names = self.name_objects([m['volume'] for m in unlisted]) if unlisted else {}
 
         deletes = []
         remaining = {}
@@ -762,7 +1021,7 @@ class K2HostMapping(K2Module):
             else:
                 name, kind = names.get(path, (path, 'view' if path.startswith('/snapshots/') else 'volume'))
             entry = {'ref': path, 'name': name, 'kind': kind, 'volume_id': parse_ref(path)[1], 'lun': m.get('lun'), 'id': m['id']}
-            if path not in wanted_refs and p['exclusive'] and p['state'] == 'present':
+            if path not in wanted_refs and exclusive:
                 current = {'volume': name, 'host': target_label, 'lun': m.get('lun')}
                 deletes.append((self.plan(current, dict(current), state='absent', resource='mapping', name_key='volume'), entry))
             else:
@@ -781,9 +1040,9 @@ class K2HostMapping(K2Module):
             path = ref_path(volumes[name]['ref'])
             holder = used.get(lun) if lun is not None else None
             if holder is not None and holder['ref'] != path:
-                self.fail("LUN %d (volumes[%d].lun, for '%s') is already used on %s by %s '%s'. Choose another LUN, or "
+                self.fail("LUN %d (%s[%d].lun, for '%s') is already used on %s by %s '%s'. Choose another LUN, or "
                           "unmap '%s' first (exclusive: true removes mappings that are not listed)."
-                          % (lun, index, name, target_label, holder['kind'], holder['name'], holder['name']))
+                          % (lun, where, index, name, target_label, holder['kind'], holder['name'], holder['name']))
             existing = remaining.get(path)
             desired = {'volume': name, 'host': target_label, 'lun': lun}
             if existing is not None:
@@ -968,6 +1227,463 @@ class K2HostMapping(K2Module):
             name, kind = names.get(path, (path, 'view' if path.startswith('/snapshots/') else 'volume'))
             final.append({'ref': path, 'name': name, 'kind': kind, 'volume_id': parse_ref(path)[1], 'lun': m.get('lun'), 'id': m['id']})
         return sorted(final, key=lambda e: (e['lun'] or 0, e['name']))
+
+    # ------------------------------------------------------------------ list form (hosts)
+
+    def work_list(self):
+        """Many hosts in one task: validate every item, read everything in a few chunked searches, plan every change
+        (and refuse any conflict) before the first write, then write with ``__bulk`` requests."""
+        items = self.list_items()
+        if not items:
+            return {'hosts': [], 'diff': {'before': {}, 'after': {}}}
+        with self.step('read the hosts, their initiators, the volumes and the mappings'):
+            self.read_list(items)
+            names = self.list_names(items)
+            targets = self.list_targets(items)
+            for item in items:
+                item.other_names = names
+                if item.state == 'present':
+                    self.plan_list_present(item, names)
+                else:
+                    self.plan_list_absent(item, names)
+        self.execute_list(items)
+        results = [self.list_result(item, targets) for item in items]
+        diff = {'before': dict((i.host_name, self.list_diff_view(i, after=False)) for i in items),
+                'after': dict((i.host_name, self.list_diff_view(i, after=True)) for i in items)}
+        return {'hosts': results, 'diff': diff}
+
+    # validation (no request)
+
+    def list_items(self):
+        p = self.params
+        items = []
+        for index, raw in enumerate(p['hosts']):
+            spec = dict(raw)
+            for key in ITEM_DEFAULTS:
+                if spec.get(key) is None:
+                    spec[key] = p[key]
+            item = HostItem(index, spec)
+            self.validate_item(item)
+            items.append(item)
+        names, iqns, wwpns = {}, {}, {}
+        for item in items:
+            if item.host_name in names:
+                self.fail("%s and %s both name host '%s': list each host once (merge their volumes and initiators)."
+                          % (names[item.host_name].label, item.label, item.host_name))
+            names[item.host_name] = item
+            for iqn in item.iqns:
+                other = iqns.setdefault(iscsi_name_key(iqn), item)
+                if other is not item:
+                    self.fail('iSCSI initiator %s is given to both %s and %s: an initiator belongs to one host.'
+                              % (iqn, other.label, item.label))
+            for wwpn in item.wwpns:
+                other = wwpns.setdefault(wwpn, item)
+                if other is not item:
+                    self.fail('FC port WWN %s is given to both %s and %s: a port belongs to one host.' % (wwpn, other.label, item.label))
+        return items
+
+    def validate_item(self, item):
+        s = item.spec
+        if s.get('host_group') is not None:
+            self.fail("%s is not supported in the list form: host groups are managed one per task. Map to host group "
+                      "'%s' with the single form (host_group: %s), or leave the host out of hosts."
+                      % (item.option('host_group'), s['host_group'], s['host_group']))
+        try:
+            if s['initiator'] is not None:
+                if is_valid_wwn(s['initiator']):
+                    item.initiator_kind = 'fc'
+                else:
+                    validate_iqn(s['initiator'], item.option('initiator'))
+                    item.initiator_kind = 'iscsi'
+            if s['host'] is not None:
+                item.host_name = s['host']
+                if not NAME_RE.match(s['host']):
+                    self.fail(self.bad_name(item.option('host'), s['host']))
+            elif s['initiator'] is not None or s['host_fqdn'] is not None:
+                item.host_name = initiator_host_name(initiator=s['initiator'], host_fqdn=s['host_fqdn'],
+                                                     unique_fqdn_network=s['unique_fqdn_network'])
+                item.named_from_initiator = True
+            else:
+                self.fail('%s names no host: set %s, %s or %s.'
+                          % (item.label, item.option('host'), item.option('initiator'), item.option('host_fqdn')))
+            iqns = list(s['iqns'])
+            if item.initiator_kind == 'iscsi':
+                iqns.insert(0, s['initiator'])
+            seen = set()
+            for value in iqns:
+                iqn = validate_iqn(value, item.option('iqns'))
+                if iscsi_name_key(iqn) not in seen:
+                    seen.add(iscsi_name_key(iqn))
+                    item.iqns.append(iqn)
+            for value in s['wwpns']:
+                wwpn = wwn_to_colon(value, item.option('wwpns'))
+                if wwpn not in item.wwpns:
+                    item.wwpns.append(wwpn)
+        except K2NamingError as exc:
+            self.fail('%s: %s' % (item.label, exc))
+        where = item.option('volumes')
+        names, luns = {}, {}
+        for index, vol in enumerate(s['volumes']):
+            name = (vol['name'] or '').strip()
+            if not name:
+                self.fail('%s[%d].name is empty: give the name of a volume, or <volume group>:<view> for a view.' % (where, index))
+            if name in names:
+                self.fail("Volume '%s' is listed twice in %s (entries %d and %d); list it once." % (name, where, names[name], index))
+            names[name] = index
+            lun = vol.get('lun')
+            if lun is not None:
+                if not MIN_LUN <= lun <= MAX_LUN:
+                    self.fail('%s[%d].lun is %d: K2 LUNs go from %d to %d.' % (where, index, lun, MIN_LUN, MAX_LUN))
+                if lun in luns:
+                    self.fail("LUN %d is given to both '%s' and '%s' in %s: a LUN maps one volume per host; "
+                              "give each its own." % (lun, luns[lun], name, where))
+                luns[lun] = name
+            item.wanted.append((name, lun))
+
+    # reads: a few chunked searches for the whole list
+
+    def search_in(self, resource, key, values, fields=None, unique=True):
+        """Every object whose ``key`` is one of ``values``, in URL-sized chunks, each read page by page.
+
+        ``unique``: at most one object per value (names, ids), so one page of ``len(chunk)`` holds them all.
+        """
+        found = []
+        values = sorted(set(values), key=str)
+        for chunk in chunk_values(values):
+            size = len(chunk) if unique else max(len(chunk), MANY_PAGE)
+            found.extend(self.client.search(resource, {key: chunk}, fields=fields, page_size=size))
+        return found
+
+    def read_list(self, items):
+        hosts = dict((h['name'], h) for h in self.search_in('hosts', 'name', [i.host_name for i in items],
+                                                            fields=['name', 'type', 'host_group']))
+        existing = []
+        for item in items:
+            item.host = hosts.get(item.host_name)
+            if item.host is not None:
+                existing.append(item)
+        grouped = [i for i in existing if i.host.get('host_group')]
+        if grouped:
+            groups = dict((g['id'], g['name']) for g in self.search_in(
+                'host_groups', 'id', [ref_id(i.host['host_group']) for i in grouped], fields=['name']))
+            item = grouped[0]
+            group_name = groups.get(ref_id(item.host['host_group']), ref_path(item.host['host_group']))
+            self.fail("Host '%s' (%s) is a member of host group '%s', and K2 maps volumes to the group, not to its "
+                      "members; the list form does not manage host groups (%s). Map to the group with the single "
+                      "form (host_group: %s), or take the host out of the group there (host_group: '')%s."
+                      % (item.host_name, item.label, group_name, item.option('host_group'), group_name,
+                         '' if len(grouped) == 1 else '; %d more listed hosts are group members: %s'
+                         % (len(grouped) - 1, _few(i.host_name for i in grouped[1:]))))
+        by_ref = dict((make_ref('hosts', i.host['id'])['ref'], i) for i in existing)
+        if by_ref:
+            for obj in self.search_in('host_iqns', 'host', list(by_ref), fields=['iqn', 'host'], unique=False):
+                owner = by_ref.get(ref_path(obj['host'])) if obj.get('host') else None
+                if owner is not None:
+                    owner.cur_iqns.append(obj)
+            for obj in self.search_in('host_fc_ports', 'host', list(by_ref), fields=['pwwn', 'host'], unique=False):
+                owner = by_ref.get(ref_path(obj['host'])) if obj.get('host') else None
+                if owner is not None:
+                    owner.cur_ports.append(obj)
+        present = [i for i in items if i.state == 'present']
+        for item in present:
+            have_iqns = set(iscsi_name_key(i['iqn']) for i in item.cur_iqns)
+            item.new_iqns = [i for i in item.iqns if iscsi_name_key(i) not in have_iqns]
+            have_ports = set(wwn_to_colon(w['pwwn']) for w in item.cur_ports if w.get('pwwn') and is_valid_wwn(w['pwwn']))
+            item.new_ports = [w for w in item.wwpns if w not in have_ports]
+        self.list_owners(present, 'host_iqns', 'iqn', 'new_iqns', 'iSCSI initiator(s)', 'iqns')
+        self.list_owners(present, 'host_fc_ports', 'pwwn', 'new_ports', 'FC port WWN(s)', 'wwpns')
+        found = self.read_volumes_list(items)
+        for item in items:
+            item.volumes = dict((n, found[n]) for n, _lun in item.wanted if n in found)
+        if by_ref:
+            for m in self.search_in('mappings', 'host', list(by_ref), fields=['volume', 'lun', 'host'], unique=False):
+                owner = by_ref.get(ref_path(m['host'])) if m.get('host') else None
+                if owner is not None:
+                    owner.maps.append(m)
+
+    def list_owners(self, items, resource, field, attr, label, option):
+        """Fail when an IQN or WWPN an item adds belongs to another host (one chunked search, only when adding)."""
+        wanted = {}
+        for item in items:
+            for value in getattr(item, attr):
+                wanted[value] = item
+        if not wanted:
+            return
+        taken = self.search_in(resource, field, list(wanted), fields=[field, 'host'])
+        if not taken:
+            return
+        host_ids = sorted(set(ref_id(o['host']) for o in taken if o.get('host')))
+        hosts = dict((h['id'], h['name']) for h in self.search_in('hosts', 'id', host_ids, fields=['name'])) if host_ids else {}
+        first = min((wanted[o[field]] for o in taken if o[field] in wanted), key=lambda i: i.index, default=None)
+        what = ', '.join('%s (host %s)' % (o[field], hosts.get(ref_id(o['host']), ref_path(o['host'])) if o.get('host') else 'no host')
+                         for o in taken)
+        self.fail("%s already registered on the array for another host: %s%s. An initiator belongs to one host; remove it "
+                  "from the other host first, or manage that host instead."
+                  % (label, what, ' (%s)' % first.option(option) if first is not None else ''))
+
+    def read_volumes_list(self, items):
+        """``{name: {'ref', 'id', 'kind', 'scsi_sn'}}`` for every listed name of every item, in chunked searches."""
+        names = set(n for item in items for n, _lun in item.wanted)
+        vol_names = [n for n in names if ':' not in n]
+        view_names = [n for n in names if ':' in n]
+        found = {}
+        for obj in self.search_in('volumes', 'name', vol_names, fields=['name', 'scsi_sn']) if vol_names else []:
+            found[obj['name']] = {'ref': make_ref('volumes', obj['id']), 'id': obj['id'], 'kind': 'volume', 'scsi_sn': obj.get('scsi_sn')}
+        if view_names:
+            for snap in self.search_in('snapshots', 'name', view_names, fields=['name', 'is_exposable']):
+                if not snap.get('is_exposable'):
+                    users = [i.label for i in items if snap['name'] in dict(i.wanted)]
+                    self.fail("'%s' (%s) is a snapshot, not a view: only views can be mapped. Create a view of it with "
+                              "kaminario.k2.k2_snapshot (exposable: true, source_snapshot: %s) and map that."
+                              % (snap['name'], ', '.join('%s.volumes' % u for u in users), snap['name'].split(':', 1)[1]))
+                found[snap['name']] = {'ref': make_ref('snapshots', snap['id']), 'id': snap['id'], 'kind': 'view', 'scsi_sn': None,
+                                       'volsnaps': []}
+            views = dict((ref_path(v['ref']), v) for v in found.values() if v['kind'] == 'view')
+            if views:
+                for image in self.search_in('volsnaps', 'snapshot', list(views), fields=['snapshot', 'short_name', 'scsi_sn'],
+                                            unique=False):
+                    owner = views.get(ref_path(image['snapshot']))
+                    if owner is not None:
+                        owner['volsnaps'].append({'volume': image.get('short_name'), 'scsi_sn': image.get('scsi_sn')})
+        missing = {}
+        for item in items:
+            if item.state == 'present':
+                for n, _lun in item.wanted:
+                    if n not in found:
+                        missing.setdefault(n, []).append(item.option('volumes'))
+        if missing:
+            self.fail('Not on the array: %s. Create the volumes first (kaminario.k2.k2_volume) and views with '
+                      'kaminario.k2.k2_snapshot (a view is named <volume group>:<view>), or fix the names.'
+                      % ', '.join("'%s' (%s)" % (n, ', '.join(w)) for n, w in sorted(missing.items())))
+        return found
+
+    def list_names(self, items):
+        """Names of the mapped volumes and views that no item lists for its host (one chunked search per kind)."""
+        # Objects another item lists are known from the volume read already.
+        names = dict((ref_path(v['ref']), (n, v['kind'])) for item in items for n, v in item.volumes.items())
+        refs = []
+        for item in items:
+            refs.extend(m['volume'] for m in item.maps if ref_path(m['volume']) not in names)
+        if not refs:
+            return names
+        ids = {}
+        for value in refs:
+            resource, oid = parse_ref(value)
+            ids.setdefault(resource, set()).add(oid)
+        for resource in ('volumes', 'snapshots'):
+            if ids.get(resource):
+                for obj in self.search_in(resource, 'id', ids[resource], fields=['name']):
+                    names[ref_path(make_ref(resource, obj['id']))] = (obj['name'], 'volume' if resource == 'volumes' else 'view')
+        return names
+
+    def list_targets(self, items):
+        """The array side of connection_info, read once for the whole list (only with connection_info: true)."""
+        p = self.params
+        wanted = {}
+        for item in items:
+            if item.state != 'present':
+                continue
+            all_iqns = [i['iqn'] for i in item.cur_iqns] + item.new_iqns
+            all_ports = [w['pwwn'] for w in item.cur_ports] + item.new_ports
+            if p['protocol']:
+                item.protocol = p['protocol']
+            elif item.initiator_kind:
+                item.protocol = item.initiator_kind
+            elif all_iqns and not all_ports:
+                item.protocol = 'iscsi'
+            elif all_ports and not all_iqns:
+                item.protocol = 'fc'
+            elif all_iqns and all_ports and p['connection_info'] and item.wanted:
+                self.fail("Host '%s' (%s) has both iSCSI IQNs and FC WWPNs: set protocol (iscsi or fc) to say which "
+                          "connection_info to return." % (item.host_name, item.label))
+            if item.protocol and item.wanted and p['connection_info']:
+                wanted[item.protocol] = True
+        return dict((protocol, self.targets(protocol)) for protocol in ('iscsi', 'fc') if protocol in wanted)
+
+    # planning (no write)
+
+    def plan_list_present(self, item, names):
+        s = item.spec
+        host = item.host
+        current = {'id': host['id'], 'name': host['name'], 'type': host['type']} if host is not None else None
+        desired = {'name': item.host_name, 'type': s['host_type'] or (DEFAULT_HOST_TYPE if host is None else None)}
+        item.host_plan = self.plan(current, desired, resource='host')
+        item.iqn_plans = [self.plan(None, {'iqn': i, 'host': item.host_name}, resource='host IQN', name_key='iqn') for i in item.new_iqns]
+        item.port_plans = [self.plan(None, {'pwwn': w, 'host': item.host_name}, resource='host FC port', name_key='pwwn')
+                           for w in item.new_ports]
+        label = 'host %s' % item.host_name
+        item.map_plans, item.final = self.plan_mappings(item.maps, item.volumes, label, wanted=item.wanted,
+                                                        exclusive=s['exclusive'], names=names, where=item.option('volumes'))
+
+    def plan_list_absent(self, item, names):
+        item.iqn_plans, item.port_plans, item.map_plans = [], [], []
+        if item.host is None:
+            return
+        label = 'host %s' % item.host_name
+        listed = dict((ref_path(v['ref']), n) for n, v in item.volumes.items())
+        for m in item.maps:
+            path = ref_path(m['volume'])
+            if path in listed:
+                current = {'volume': listed[path], 'host': label, 'lun': m.get('lun')}
+                entry = {'ref': path, 'name': listed[path], 'id': m['id']}
+                item.map_plans.append((self.plan(current, dict(current), state='absent', resource='mapping', name_key='volume'), entry))
+                continue
+            name, kind = names.get(path, (path, 'view' if path.startswith('/snapshots/') else 'volume'))
+            item.final[path] = {'ref': path, 'name': name, 'kind': kind, 'volume_id': parse_ref(path)[1], 'lun': m.get('lun'), 'id': m['id']}
+        if not item.final and (item.named_from_initiator or item.spec['remove_empty_host']):
+            current = {'name': item.host['name'], 'type': item.host['type'], 'iqns': sorted(i['iqn'] for i in item.cur_iqns),
+                       'wwpns': sorted(w['pwwn'] for w in item.cur_ports)}
+            item.host_delete = self.plan(current, dict(current), state='absent', resource='host')
+
+    # writes: __bulk requests, in the order hosts, initiators, unmaps, LUN moves, maps, host deletes
+
+    def execute_list(self, items):
+        present = [i for i in items if i.state == 'present']
+        # 1. hosts (new ones, and type changes)
+        plans = [i.host_plan for i in present]
+        outcome = self.apply_many(plans, create=self.create_hosts,
+                                  update=lambda pairs: self.bulk('update', 'hosts', [dict(changes, id=cur['id']) for cur, changes in pairs]))
+        for item, host in zip(present, outcome):
+            if item.host_plan.action == 'create':
+                item.host = host if isinstance(host, dict) and host.get('id') is not None else dict(host or {}, id=None)
+            elif item.host_plan.action == 'update' and isinstance(host, dict):
+                item.host = dict(item.host, **dict((k, v) for k, v in host.items() if k in ('type', 'name')))
+        host_ids = dict((i.host_name, i.host.get('id')) for i in present)
+        # 2. initiators
+        for attr, resource, field in (('iqn_plans', 'host_iqns', 'iqn'), ('port_plans', 'host_fc_ports', 'pwwn')):
+            plans = [plan for i in present for plan in getattr(i, attr)]
+            if plans:
+                self.apply_many(plans, create=lambda bodies, r=resource, f=field: self.create_initiators(r, f, bodies, host_ids))
+        # 3. unmaps (exclusive, absent), then LUN moves host by host in their safe order, then new mappings
+        deletes = [(plan, entry) for i in items for plan, entry in i.map_plans if plan.action == 'delete']
+        if deletes:
+            self.apply_many([plan for plan, _e in deletes],
+                            delete=lambda _cur: self.bulk('delete', 'mappings', [e['id'] for _p, e in deletes]))
+            for item in items:
+                for plan, entry in item.map_plans:
+                    if plan.action == 'delete':
+                        item.final.pop(entry['ref'], None)
+        for item in present:
+            for plan, entry in item.map_plans:
+                if plan.action == 'update':
+                    answer = self.apply(plan, update=lambda cur, changes, e=entry: self.client.update('mappings', e['id'], {'lun': changes['lun']}))
+                    if self.writes_allowed() and isinstance(answer, dict) and 'id' in answer:
+                        entry['lun'] = answer.get('lun', entry['lun'])
+        # Explicit LUNs first, so that a LUN K2 picks for another new mapping of the same host cannot take one of them.
+        creates = [(item, plan, entry) for item in present for plan, entry in item.map_plans if plan.action == 'create']
+        creates.sort(key=lambda c: c[2]['lun'] is None)
+        if creates:
+            answers = self.apply_many([plan for _i, plan, _e in creates],
+                                      create=lambda bodies: self.create_mappings_list(creates, host_ids))
+            for (_item, _plan, entry), answer in zip(creates, answers):
+                if self.writes_allowed() and isinstance(answer, dict) and 'id' in answer:
+                    entry['id'] = answer['id']
+                    entry['lun'] = answer.get('lun', entry['lun'])
+        # 4. hosts left empty (absent)
+        gone = [i for i in items if i.host_delete is not None]
+        if gone:
+            self.apply_many([i.host_delete for i in gone], delete=lambda _cur: self.bulk('delete', 'hosts', [i.host['id'] for i in gone]))
+
+    def bulk(self, action, resource, values):
+        """``bulk_update`` or ``bulk_delete`` in chunks; every chunk sent counts as a write."""
+        out = []
+        for chunk in _chunks(values):
+            if action == 'update':
+                out.extend(self.client.bulk_update(resource, chunk, chunk_size=len(chunk)))
+            else:
+                self.client.bulk_delete(resource, chunk, chunk_size=len(chunk))
+            self.note_write()
+        return out
+
+    def create_hosts(self, bodies):
+        """``POST /hosts/__bulk``; each chunk made is deleted again if a later step of this run fails."""
+        made = {}
+        for chunk in _chunks(bodies):
+            created = self.client.bulk_create('hosts', [{'name': b['name'], 'type': b['type']} for b in chunk], chunk_size=len(chunk))
+            self.note_write()
+            if created:
+                self.undo.push('delete the new hosts %s' % _few(h['name'] for h in created),
+                               self.bulk, 'delete', 'hosts', [h['id'] for h in created])
+            made.update((h['name'], h) for h in created)
+        return [made.get(b['name']) for b in bodies]
+
+    def create_initiators(self, resource, field, bodies, host_ids):
+        made = {}
+        items = [{field: b[field], 'host': make_ref('hosts', host_ids[b['host']])} for b in bodies]
+        for chunk in _chunks(items):
+            created = self.client.bulk_create(resource, chunk, unique_field=field, chunk_size=len(chunk))
+            self.note_write()
+            if created:
+                self.undo.push('remove the new %s %s' % ('IQNs' if field == 'iqn' else 'FC ports', _few(o[field] for o in created)),
+                               self.bulk, 'delete', resource, [o['id'] for o in created])
+            made.update((o[field], o) for o in created)
+        return [made.get(b[field]) for b in bodies]
+
+    def create_mappings_list(self, creates, host_ids):
+        """``POST /mappings/__bulk`` for every new mapping of every host; returned in the order of ``creates``."""
+        made = {}
+        bodies = []
+        for item, _plan, entry in creates:
+            body = {'volume': {'ref': entry['ref']}, 'host': make_ref('hosts', host_ids[item.host_name])}
+            if entry['lun'] is not None:
+                body['lun'] = entry['lun']
+            bodies.append(body)
+        for chunk in _chunks(bodies):
+            created = self.client.bulk_create('mappings', chunk, unique_field=None, chunk_size=len(chunk))
+            self.note_write()
+            if created:
+                self.undo.push('unmap the %d new mapping(s)' % len(created), self.bulk, 'delete', 'mappings', [m['id'] for m in created])
+            for m in created:
+                made[(ref_path(m['host']), ref_path(m['volume']))] = m
+        return [made.get((ref_path(b['host']), b['volume']['ref'])) for b in bodies]
+
+    # results
+
+    def list_result(self, item, targets):
+        out = {'name': item.host_name, 'state': item.state}
+        final = sorted(item.final.values(), key=lambda e: (e['lun'] is None, e['lun'] or 0, e['name']))
+        if item.state == 'absent':
+            gone = item.host is None or item.host_delete is not None
+            out['host'] = {} if gone else self.list_host_view(item, [i['iqn'] for i in item.cur_iqns], [w['pwwn'] for w in item.cur_ports])
+            out['mappings'] = self.mapping_result(final, item.volumes)
+            out['protocol'] = None
+            return out
+        wwpns = [w['pwwn'] for w in item.cur_ports] + item.new_ports
+        out['host'] = self.list_host_view(item, [i['iqn'] for i in item.cur_iqns] + item.new_iqns, wwpns)
+        out['mappings'] = self.mapping_result(final, item.volumes)
+        out['protocol'] = item.protocol
+        if item.protocol in targets and item.volumes:
+            lun_of = dict((e['ref'], e['lun']) for e in final)
+            out['connection_info'] = dict(
+                (name, self.connection_info(item.protocol, targets[item.protocol], lun_of.get(ref_path(vol['ref'])), item.wwpns or wwpns))
+                for name, vol in item.volumes.items())
+        return out
+
+    @staticmethod
+    def list_host_view(item, iqns, wwpns):
+        host = item.host or {}
+        return {'id': host.get('id'), 'name': item.host_name, 'type': host.get('type'), 'host_group': None,
+                'iqns': list(iqns), 'wwpns': [wwn_to_colon(w) if is_valid_wwn(w) else w for w in wwpns],
+                'named_from_initiator': item.named_from_initiator}
+
+    @staticmethod
+    def list_diff_view(item, after):
+        """One host of the diff: its type, initiators and mappings ({volume: LUN}) before or after the task."""
+        if not after:
+            if item.host_plan is not None and item.host_plan.action == 'create' or item.host is None and item.state == 'absent':
+                return {}
+            names = dict((ref_path(v['ref']), n) for n, v in item.volumes.items())
+            maps = dict((names.get(ref_path(m['volume'])) or item.other_names.get(ref_path(m['volume']), (ref_path(m['volume']),))[0],
+                         m.get('lun')) for m in item.maps)
+            return {'type': item.host.get('type'), 'iqns': sorted(i['iqn'] for i in item.cur_iqns),
+                    'wwpns': sorted(wwn_to_colon(w['pwwn']) if is_valid_wwn(w['pwwn']) else w['pwwn'] for w in item.cur_ports),
+                    'mappings': maps}
+        if item.state == 'absent' and (item.host is None or item.host_delete is not None):
+            return {}
+        return {'type': item.host.get('type') if item.host else None,
+                'iqns': sorted([i['iqn'] for i in item.cur_iqns] + list(item.new_iqns)),
+                'wwpns': sorted([wwn_to_colon(w['pwwn']) if is_valid_wwn(w['pwwn']) else w['pwwn'] for w in item.cur_ports] + list(item.new_ports)),
+                'mappings': dict((e['name'], e['lun']) for e in item.final.values())}
 
 
 def main():
