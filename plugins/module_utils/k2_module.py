@@ -46,7 +46,9 @@ import json
 from collections import Counter
 from contextlib import contextmanager
 
+from ansible.module_utils import basic as ansible_basic
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import (
     HAS_REQUESTS, REQUESTS_IMPORT_ERROR, DEFAULT_RETRIES, DEFAULT_RETRY_MAX_WAIT, DEFAULT_TIMEOUT,
@@ -357,6 +359,90 @@ def describe_rollback(report):
     return ' '.join(parts)
 
 
+# --------------------------------------------------------------------------- no_log scrubbing of results
+
+# A subtree holding a no_log value is split into its items when its JSON is at least this long; shorter ones,
+# and anything deeper than SCRUB_MAX_DEPTH, go to Ansible's remove_values whole.
+SCRUB_SPLIT_CHARS = 4096
+SCRUB_MAX_DEPTH = 32
+
+
+def _json_text(value):
+    """``value`` as JSON text (non-ASCII kept), or None when the stdlib encoder refuses it."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RuntimeError):     # bytes, sets, dates, Ansible objects; NaN; cycles, recursion
+        return None
+
+
+def scrub_no_log(value, no_log_strings, remove_values):
+    """What ``remove_values(value, no_log_strings)`` returns, without walking the parts that hold no no_log value.
+
+    Soundness. ``remove_values`` (ansible-core 2.16 to 2.19) changes only strings, ints and floats whose text
+    (``str()``) contains a no_log value, and returns an equal copy of everything else: dict keys, booleans and None
+    pass unchanged, and containers are copied item by item. ``json.dumps(..., ensure_ascii=False)`` escapes character
+    by character, so a string containing ``v`` has a JSON text containing the escaped form of ``v``; an int's or a
+    finite float's JSON text is its ``str()`` (NaN and infinities are refused here, as are bytes, sets and every type
+    the stdlib encoder does not know). So a subtree whose JSON text holds no escaped no_log value would come back
+    from ``remove_values`` equal to itself, and is returned as it is. A subtree that does hold one is split into its
+    items when it is a large plain dict (whose keys hold none) or list, and otherwise handed to ``remove_values``
+    whole; a container met twice (k2_facts returns its facts as ``ansible_facts.k2`` and as ``k2``) is checked and
+    scrubbed once. The result equals ``remove_values(value, no_log_strings)``.
+    """
+    needles = [json.dumps(to_native(s, errors='surrogate_or_strict'), ensure_ascii=False)[1:-1] for s in no_log_strings]
+    if not isinstance(value, dict) or not all(needles):
+        return remove_values(value, no_log_strings)
+    memo = {}
+
+    def holds_secret(text):
+        return any(needle in text for needle in needles)
+
+    def scrub(item, depth):
+        kind = type(item)
+        if kind is not dict and kind is not list:
+            text = _json_text(item)
+            return item if text is not None and not holds_secret(text) else remove_values(item, no_log_strings)
+        if id(item) in memo:
+            return memo[id(item)][1]
+        # the result dict itself (depth 0) is always split: it holds the invocation, with the password, next to the data
+        text = _json_text(item) if depth else None
+        if text is not None and not holds_secret(text):
+            out = item
+        elif depth >= SCRUB_MAX_DEPTH or (text is not None and len(text) < SCRUB_SPLIT_CHARS):
+            out = remove_values(item, no_log_strings)
+        elif kind is list:
+            out = [scrub(elem, depth + 1) for elem in item]
+        else:
+            keys = list(item)
+            keys_text = _json_text(keys) if all(type(k) is str for k in keys) else None
+            if keys_text is None or holds_secret(keys_text):
+                out = remove_values(item, no_log_strings)
+            else:
+                out = dict((k, scrub(v, depth + 1)) for k, v in item.items())
+        memo[id(item)] = (item, out)      # the item is kept alive with its id
+        return out
+
+    return scrub(value, 0)
+
+
+@contextmanager
+def scrubbing_only_what_holds_secrets():
+    """While exit_json / fail_json run, Ansible's ``remove_values`` on the result goes through ``scrub_no_log``."""
+    original = getattr(ansible_basic, 'remove_values', None)
+    if original is None:
+        yield
+        return
+
+    def remove_values(value, no_log_strings):
+        return scrub_no_log(value, no_log_strings, original)
+
+    ansible_basic.remove_values = remove_values
+    try:
+        yield
+    finally:
+        ansible_basic.remove_values = original
+
+
 # --------------------------------------------------------------------------- module
 
 class K2Module(object):
@@ -583,7 +669,8 @@ class K2Module(object):
         result['k2_requests'] = self.request_counters()
         self.undo = Rollback()  # success: the undo steps are no longer wanted
         self._close()
-        self.module.exit_json(**result)
+        with scrubbing_only_what_holds_secrets():
+            self.module.exit_json(**result)
 
     def note_write(self):
         """Count a write made outside ``apply()`` (bulk helpers, multi-step changes), so a later failure reports ``changed``."""
@@ -603,7 +690,8 @@ class K2Module(object):
         result.setdefault('actions', self.result['actions'])
         result['k2_requests'] = self.request_counters()
         self._close()
-        self.module.fail_json(msg=msg, **result)
+        with scrubbing_only_what_holds_secrets():
+            self.module.fail_json(msg=msg, **result)
 
     def fail_error(self, what, exc):
         """Fail for an exception: ``"<what>: <error>. <hint>"`` plus ``k2_error_code``, ``http_status`` and any rollback outcome."""

@@ -1,0 +1,220 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, Kaminario K2 collection contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""K2Module.exit() / fail(): no_log values are scrubbed from the result only where they occur (scrub_no_log).
+
+Modules run through a real AnsibleModule (patch_module_args, result read from stdout). Every result is compared with
+the one Ansible's own path gives (``scrubbing_only_what_holds_secrets`` replaced by a no-op, so exit_json scrubs with
+plain ``remove_values``), and the calls of ``remove_values`` are counted with a spy on the module-level function
+exit_json calls (``ansible.module_utils.basic.remove_values``).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import contextlib
+import json
+
+import pytest
+from hypothesis import given, strategies as st
+
+from ansible.module_utils import basic as ansible_basic
+from ansible.module_utils.common.parameters import remove_values
+
+from ansible_collections.kaminario.k2.plugins.module_utils import k2_module
+from ansible_collections.kaminario.k2.plugins.module_utils.k2_module import K2Module, scrub_no_log
+from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import run_module
+
+PASSWORD = 's3cr3t-pw'
+MASK = 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'
+
+# The module's result: `build(payload)`, set per test (the payload says where the password goes).
+RESULT = {}
+
+
+class DemoResult(K2Module):
+    """Returns RESULT as is, twice (as k2_facts does), or fails with it."""
+
+    def __init__(self):
+        super(DemoResult, self).__init__(argument_spec=dict(fail=dict(type='bool', default=False)))
+
+    def work(self):
+        if self.params['fail']:
+            self.fail('could not do it with %s' % RESULT.get('message', 'nothing'), details=RESULT['facts'])
+        return {'ansible_facts': {'demo': RESULT['facts']}, 'demo': RESULT['facts']}
+
+
+def demo_main():
+    DemoResult().run()
+
+
+def facts(secret_at=None):
+    """About 60 kB of facts; ``secret_at`` puts the password in one place."""
+    volumes = [{'id': i, 'name': 'vol-%04d' % i, 'size': 1048576 * i, 'ratio': 1.5, 'mapped': bool(i % 2),
+                'description': None, 'tags': ['a', 'b "quoted" \\ \n', u'\u00e9t\u00e9']} for i in range(400)]
+    out = {'volumes': volumes, 'system': {'name': 'k2', 'role': 'admin'}, 'hosts': [{'name': 'h%d' % i} for i in range(50)]}
+    if secret_at == 'nested':
+        volumes[123]['tags'][1] = PASSWORD
+    elif secret_at == 'substring':
+        volumes[321]['description'] = 'made by %s, keep' % PASSWORD
+    elif secret_at == 'key':
+        volumes[7]['labels'] = {PASSWORD: 'x', 'other': 'made by ' + PASSWORD}
+    elif secret_at == 'number':
+        # a password made of digits masks ints whose text holds it (as remove_values does)
+        volumes[5]['size'] = 77
+    return out
+
+
+def run(conn, capsys, monkeypatch, secret_at=None, plain=False, password=PASSWORD, **args):
+    """Run DemoResult; returns (result, failed, calls of remove_values on a dict or list, as JSON text)."""
+    RESULT.clear()
+    RESULT['facts'] = facts(secret_at)
+    RESULT['message'] = 'password %s' % password if secret_at == 'message' else 'nothing'
+    calls = []
+    original = ansible_basic.remove_values
+
+    def spy(value, no_log_strings):
+        if isinstance(value, (dict, list)):     # not the module's log of its parameters, one string each
+            calls.append(json.dumps(value, default=repr))
+        return original(value, no_log_strings)
+
+    monkeypatch.setattr(ansible_basic, 'remove_values', spy)
+    if plain:
+        monkeypatch.setattr(k2_module, 'scrubbing_only_what_holds_secrets', contextlib.nullcontext)
+    try:
+        result, failed = run_module(demo_main, dict(conn, k2_password=password, **args), capsys)
+    finally:
+        monkeypatch.undo()
+    return result, failed, calls
+
+
+@pytest.fixture
+def no_server_conn(k2_ca_path):
+    # work() sends no request: the address is never contacted
+    return dict(k2_host='127.0.0.1:9', k2_username='admin', ca_path=k2_ca_path, retries=0, retry_max_wait=0)
+
+
+def test_result_without_secret_is_returned_unchanged_and_not_walked(no_server_conn, capsys, monkeypatch):
+    result, failed, calls = run(no_server_conn, capsys, monkeypatch)
+    plain, plain_failed, plain_calls = run(no_server_conn, capsys, monkeypatch, plain=True)
+    assert not failed and not plain_failed
+    assert result == plain
+    assert result['demo'] == facts() and result['ansible_facts']['demo'] == facts()
+    assert result['invocation']['module_args']['k2_password'] == MASK
+    # the fast path: remove_values saw only the invocation (which holds the password), never the facts
+    assert len(calls) == 1 and 'module_args' in calls[0] and 'vol-0001' not in calls[0]
+    assert len(plain_calls) == 1 and 'vol-0001' in plain_calls[0]
+
+
+@pytest.mark.parametrize('secret_at', ['nested', 'substring', 'key'])
+def test_result_with_secret_is_scrubbed_as_ansible_does(no_server_conn, capsys, monkeypatch, secret_at):
+    result, failed, calls = run(no_server_conn, capsys, monkeypatch, secret_at=secret_at)
+    plain, dummy, dummy = run(no_server_conn, capsys, monkeypatch, secret_at=secret_at, plain=True)
+    assert not failed
+    assert result == plain
+    for copy in (result['demo'], result['ansible_facts']['demo']):
+        if secret_at == 'nested':
+            assert copy['volumes'][123]['tags'][1] == MASK
+        elif secret_at == 'substring':
+            assert copy['volumes'][321]['description'] == 'made by ********, keep'
+        else:
+            # remove_values never rewrites dict keys; the value next to it is masked
+            assert copy['volumes'][7]['labels'] == {PASSWORD: 'x', 'other': 'made by ********'}
+    values = json.dumps([result['demo'], result['ansible_facts']['demo'], result['invocation']])
+    if secret_at != 'key':
+        assert PASSWORD not in values
+    # only the small part that holds the password went through remove_values, once for both copies
+    assert all(len(c) < k2_module.SCRUB_SPLIT_CHARS for c in calls)
+    assert sum(1 for c in calls if 'vol-' in c) == 1
+
+
+def test_digit_password_masks_numbers_as_ansible_does(no_server_conn, capsys, monkeypatch):
+    result, failed, calls = run(no_server_conn, capsys, monkeypatch, secret_at='number', password='77')
+    plain, dummy, dummy = run(no_server_conn, capsys, monkeypatch, secret_at='number', password='77', plain=True)
+    assert not failed
+    assert result == plain
+    assert result['demo']['volumes'][5]['size'] == MASK
+    assert result['demo']['volumes'][77]['id'] == MASK
+    assert result['demo']['volumes'][77]['name'] == 'vol-00********'
+    assert result['demo']['volumes'][6]['size'] == 1048576 * 6
+
+
+@pytest.mark.parametrize('secret_at', [None, 'message', 'nested'])
+def test_fail_is_scrubbed_as_ansible_does(no_server_conn, capsys, monkeypatch, secret_at):
+    result, failed, calls = run(no_server_conn, capsys, monkeypatch, secret_at=secret_at, fail=True)
+    plain, plain_failed, dummy = run(no_server_conn, capsys, monkeypatch, secret_at=secret_at, fail=True, plain=True)
+    assert failed and plain_failed
+    assert result == plain
+    assert PASSWORD not in json.dumps(result)
+    if secret_at == 'message':
+        assert result['msg'] == 'could not do it with password ********'
+
+
+def test_warnings_are_handled_as_ansible_does(no_server_conn, capsys, monkeypatch):
+    # validate_certs false makes K2Module warn; exit_json adds the warning to the result
+    result, failed, dummy = run(no_server_conn, capsys, monkeypatch, validate_certs=False)
+    plain, dummy, dummy = run(no_server_conn, capsys, monkeypatch, validate_certs=False, plain=True)
+    assert not failed
+    assert result == plain
+    assert any('validate_certs is false' in str(w) for w in result['warnings'])
+
+
+def test_remove_values_is_restored_after_exit(no_server_conn, capsys, monkeypatch):
+    RESULT.clear()
+    RESULT['facts'] = facts()
+    original = ansible_basic.remove_values
+    result, failed = run_module(demo_main, dict(no_server_conn, k2_password=PASSWORD), capsys)
+    assert not failed and result['demo'] == facts()
+    assert ansible_basic.remove_values is original
+
+
+# ------------------------------------------------------------------ scrub_no_log against remove_values
+
+TEXT = st.text(alphabet=st.sampled_from(list(u'ab"\\\n\t/*-\u00e9\u2603\U0001f600 ') + ['\x00', '\x7f']), max_size=8)
+SCALARS = st.one_of(TEXT, st.integers(-10 ** 6, 10 ** 6), st.floats(allow_nan=False, allow_infinity=False),
+                    st.booleans(), st.none())
+VALUES = st.recursive(SCALARS, lambda children: st.one_of(
+    st.lists(children, max_size=5), st.dictionaries(TEXT, children, max_size=5),
+    st.tuples(children, children)), max_leaves=40)
+
+
+# secrets from the same small alphabet (and digits), so that they often occur in the values, keys and numbers
+SECRETS = st.lists(st.one_of(st.text(alphabet=st.sampled_from(list(u'ab"\\\n*-\u00e9\U0001f600 ')), max_size=2),
+                             st.integers(0, 99).map(str)), max_size=3)
+
+
+@given(value=st.dictionaries(TEXT, VALUES, max_size=6), secrets=SECRETS,
+       split=st.sampled_from([0, 8, 64, 4096]))
+def test_scrub_no_log_equals_remove_values(value, secrets, split):
+    saved = k2_module.SCRUB_SPLIT_CHARS
+    k2_module.SCRUB_SPLIT_CHARS = split
+    try:
+        expected = remove_values(value, secrets)
+        got = scrub_no_log(value, secrets, remove_values)
+    finally:
+        k2_module.SCRUB_SPLIT_CHARS = saved
+    assert json.dumps(got, sort_keys=False) == json.dumps(expected, sort_keys=False)
+
+
+def test_scrub_no_log_shares_one_scrub_between_two_copies():
+    shared = {'big': ['x' * 100] * 100, 'small': {'who': 'admin'}}
+    calls = []
+
+    def counting(value, no_log_strings):
+        calls.append(value)
+        return remove_values(value, no_log_strings)
+
+    got = scrub_no_log({'a': {'k2': shared}, 'b': shared}, ['admin'], counting)
+    assert got['a']['k2'] is got['b']
+    assert got['b']['small'] == {'who': MASK} and got['b']['big'] is shared['big']
+    assert calls == [{'who': 'admin'}]
+
+
+def test_scrub_no_log_hands_unknown_types_to_remove_values():
+    value = {'raw': b'bytes s3cr3t', 'nan': float('nan'), 'set': set(['s3cr3t']), 'ok': 'fine'}
+    got = scrub_no_log(value, ['s3cr3t'], remove_values)
+    expected = remove_values(value, ['s3cr3t'])
+    assert got['raw'] == expected['raw'] == b'bytes ********'
+    assert got['set'] == expected['set'] and got['ok'] == 'fine'
