@@ -687,6 +687,10 @@ class K2Facts(K2Module):
         self._names = {}        # resource -> objects (id, name): name lists read for joins
         self._known = {}        # resource -> objects (id, name): objects found by name for reference filters
         self._indexes = {}      # (kind, resource, length) -> {id: name}
+        # _shape runs once per object (tens of thousands): what it works out per key and per reference is kept
+        self._secret_keys = {}  # attribute name -> whether it is left out (SECRET_RE)
+        self._refs = {}         # ref path -> (resource, id, name)
+        self._ref_fields = {}   # (subset, refs) -> reference fields given x_id even when null
 
     # ------------------------------------------------------------- options
 
@@ -822,21 +826,35 @@ class K2Facts(K2Module):
 
         ``refs``: reference fields of the object besides those of the list subset, given ``x_id`` even when null.
         """
-        ref_fields = set(LIST_SUBSETS[subset]['refs']) if subset in LIST_SUBSETS else set()
-        ref_fields.update(refs)
+        ref_fields = self._ref_fields.get((subset, refs))
+        if ref_fields is None:
+            ref_fields = set(LIST_SUBSETS[subset]['refs']) if subset in LIST_SUBSETS else set()
+            ref_fields.update(refs)
+            self._ref_fields[(subset, refs)] = ref_fields
         multi = MULTI_KIND_FIELDS.get(subset, ())
+        secret_keys, resolved = self._secret_keys, self._refs
         out = {}
         for key, value in obj.items():
-            if SECRET_RE.search(key):
+            secret = secret_keys.get(key)
+            if secret is None:
+                secret = secret_keys[key] = SECRET_RE.search(key) is not None
+            if secret:
                 continue
-            if _is_ref(value):
-                try:
-                    resource, obj_id = parse_ref(value)
-                except ValueError:
-                    out[key] = value
-                    continue
-                name = self._name_of(resource, obj_id)
-                out[key] = name if name is not None else value['ref']
+            if isinstance(value, dict) and 'ref' in value:
+                path = value['ref']
+                known = resolved.get(path) if isinstance(path, str) else None
+                if known is None:
+                    try:
+                        resource, obj_id = parse_ref(value)
+                    except ValueError:
+                        out[key] = value
+                        continue
+                    # the name of an object does not change during a run: resolve each reference once
+                    known = (resource, obj_id, self._name_of(resource, obj_id))
+                    if isinstance(path, str):
+                        resolved[path] = known
+                resource, obj_id, name = known
+                out[key] = name if name is not None else path
                 out[key + '_id'] = obj_id
                 if key in multi:
                     out[key + '_type'] = KIND_NAMES.get(resource, resource)
