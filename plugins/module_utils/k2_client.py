@@ -384,9 +384,11 @@ class K2Client(object):
             self.session.auth = (username, password)
         self.session.headers['Content-Type'] = 'application/json'
         self.session.headers['Accept'] = 'application/json'
-        # Passed on every request: requests would otherwise let REQUESTS_CA_BUNDLE re-enable
-        # verification that validate_certs=false turned off.
-        self._verify = (ca_path if ca_path else True) if validate_certs else False
+        # Passed on every request, and never as True: requests replaces verify=True (and only that value) with
+        # REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE from the environment, which would let a variable set for some other
+        # tool decide which arrays are trusted (and re-enable verification that validate_certs=false turned off).
+        # The certifi bundle is what verify=True stands for; the system store comes from _TLSAdapter's context.
+        self._verify = (ca_path if ca_path else requests.utils.DEFAULT_CA_BUNDLE_PATH) if validate_certs else False
         if validate_certs:
             self.session.mount('https://', _TLSAdapter(ca_path=ca_path))
         else:

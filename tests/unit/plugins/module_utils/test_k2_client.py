@@ -131,6 +131,40 @@ def test_untrusted_certificate_fails_clearly_without_retry(k2_server, fake_time,
     assert k2_server.received == []
 
 
+@pytest.mark.parametrize('variable', ['REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE'])
+def test_ca_bundle_variables_do_not_change_what_is_trusted(k2_server, fake_time, monkeypatch, variable):
+    # requests swaps verify=True for these variables; a bundle exported for another tool must not make the
+    # collection trust an array that neither the system store nor ca_path vouches for.
+    monkeypatch.delenv('SSL_CERT_FILE', raising=False)
+    monkeypatch.delenv('REQUESTS_CA_BUNDLE', raising=False)
+    monkeypatch.delenv('CURL_CA_BUNDLE', raising=False)
+    monkeypatch.setenv(variable, k2_server.ca_path)
+    client = make_client(k2_server, fake_time, ca_path=None)
+    with pytest.raises(K2TLSError) as caught:
+        client.get('volumes', 1)
+    assert 'ca_path' in caught.value.hint
+    assert client.request_count == 1 and fake_time.sleeps == []
+    assert k2_server.received == []
+
+
+def test_ca_bundle_variable_does_not_override_ca_path(k2_server, fake_time, monkeypatch, tmp_path):
+    other = tmp_path / 'other-ca.pem'
+    trustme.CA().cert_pem.write_to_path(str(other))
+    monkeypatch.setenv('REQUESTS_CA_BUNDLE', str(other))
+    client = make_client(k2_server, fake_time)
+    k2_server.register(('GET', 'volumes/1', None, None, 200, vol(1)))
+    assert client.get('volumes', 1)['id'] == 1
+
+
+def test_ca_bundle_variable_does_not_reenable_verification(k2_server, fake_time, monkeypatch, tmp_path):
+    other = tmp_path / 'other-ca.pem'
+    trustme.CA().cert_pem.write_to_path(str(other))
+    monkeypatch.setenv('REQUESTS_CA_BUNDLE', str(other))
+    client = make_client(k2_server, fake_time, ca_path=None, validate_certs=False)
+    k2_server.register(('GET', 'volumes/1', None, None, 200, vol(1)))
+    assert client.get('volumes', 1)['id'] == 1
+
+
 def test_ca_path_is_trusted(k2_server, client):
     k2_server.register(('GET', 'volumes/1', None, None, 200, vol(1)))
     assert client.get('volumes', 1)['id'] == 1
