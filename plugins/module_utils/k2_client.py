@@ -30,6 +30,12 @@ Design decisions worth knowing:
   ``{"name": "vol1"}``) it re-reads the object and returns it if it exists,
   and only re-sends the POST if it does not. Without ``unique`` it gives up
   with ``K2ConnectionError`` saying the outcome is unknown.
+* **Create races.** When a POST is refused because the object already exists
+  (another writer created it between our read and our POST), ``create`` and
+  ``bulk_create`` re-read it by the same ``unique`` key and use it if it has
+  every attribute we sent; ``adopted(resource, id)`` then tells the caller it
+  was not ours (so an undo step must not delete it). An object that differs
+  is still a conflict.
 * **Refs.** K2 links objects with ``{"ref": "/volume_groups/3"}``. Use
   ``make_ref``, ``ref_path``, ``ref_id`` and ``parse_ref``.
 """
@@ -240,7 +246,8 @@ def error_from_response(status, body, method, path, attempts=None):
         return K2PermissionError(message, **kwargs)
     if status == 404:
         return K2NotFoundError(message, **kwargs)
-    if status == 409 or (status == 400 and re.search(r'already exist|duplicate|not unique|in use by', message, re.IGNORECASE)):
+    if status == 409 or (status == 400 and (re.search(r'already exist|duplicate|not unique|in use by', message, re.IGNORECASE)
+                                            or (isinstance(body, dict) and body.get('error_code') == 'MC_ERR_ALREADY_EXISTS'))):
         return K2ConflictError(message, **kwargs)
     if status == 429 or status >= 500 or k2_code in RETRYABLE_K2_CODES:
         return K2BusyError(message, **kwargs)
@@ -376,6 +383,7 @@ class K2Client(object):
         self._resources = None
         self.request_count = 0
         self.requests_by_method = {}
+        self._adopted = set()
 
         self.session = requests.Session()
         if token:
@@ -726,7 +734,22 @@ class K2Client(object):
             def reconcile(_sent):
                 found = self.find_one(resource, unique)
                 return (True, found) if found is not None else (False, None)
-        return self.request('POST', path, body=_jsonable(body), reconcile=reconcile)
+        sent = _jsonable(body)
+        try:
+            return self.request('POST', path, body=sent, reconcile=reconcile)
+        except K2ConflictError as exc:
+            if not unique:
+                raise
+            # Lost a "create if missing" race: use the other writer's object when it is the one we wanted.
+            found = self.find_one(resource, unique)
+            if found is None or not same_attributes(found, sent):
+                raise
+            self._adopted.add((resource, found['id']))
+            return found
+
+    def adopted(self, resource, obj_id):
+        """True when ``create``/``bulk_create`` returned this object because another writer had just created it."""
+        return (resource, obj_id) in self._adopted
 
     def update(self, resource, obj_id, changes):
         """PATCH only ``changes`` onto the object and return the updated object."""
@@ -741,13 +764,49 @@ class K2Client(object):
 
         When a chunk's answer is lost, the objects of that chunk that now exist
         (found by ``unique_field``) are kept and only the missing ones are resent.
+        When a chunk is refused because another writer created some of its objects
+        meanwhile, those are re-read and used (if they are what we sent) and the
+        others resent. ``unique_field`` may be a tuple of fields (a mapping: volume
+        and host); such a chunk, when refused, is created one object at a time.
         """
         created = []
         path = self.url_for(resource, suffix='__bulk')
         for chunk in _chunks([_jsonable(i) for i in items], chunk_size):
             already = []
+            if isinstance(unique_field, tuple):
+                # No single unique key (a mapping is unique by volume and host): a batch that meets another
+                # writer's objects is done one by one, each create re-reading its own on a conflict.
+                try:
+                    answer = self.request('POST', path, body=chunk)
+                except K2ConflictError:
+                    created.extend(self.create(resource, item, unique=dict((f, item[f]) for f in unique_field)) for item in chunk)
+                    continue
+                created.extend(_hits(answer, 'POST', path))
+                continue
             reconcile = self._bulk_reconcile(resource, unique_field, already) if unique_field else None
-            answer = self.request('POST', path, body=chunk, reconcile=reconcile)
+            for _race in range(3):
+                try:
+                    answer = self.request('POST', path, body=chunk, reconcile=reconcile)
+                    break
+                except K2ConflictError:
+                    # Some items were created by another writer meanwhile (a batch is all or nothing): use
+                    # those that are what we wanted, resend the others; a different object is a conflict.
+                    if not unique_field or any(item.get(unique_field) is None for item in chunk):
+                        raise
+                    existing = dict((obj.get(unique_field), obj)
+                                    for obj in self.search(resource, {unique_field: [item[unique_field] for item in chunk]}))
+                    theirs = [item for item in chunk if item[unique_field] in existing]
+                    if not theirs or not all(same_attributes(existing[item[unique_field]], item) for item in theirs):
+                        raise
+                    for item in theirs:
+                        self._adopted.add((resource, existing[item[unique_field]]['id']))
+                        already.append(existing[item[unique_field]])
+                    chunk = [item for item in chunk if item[unique_field] not in existing]
+                    if not chunk:
+                        answer = None
+                        break
+            else:
+                raise K2ConflictError('Other writers kept creating the same objects', method='POST', path=path)
             created.extend(already)
             if answer is not None:
                 created.extend(_hits(answer, 'POST', path))
@@ -788,6 +847,46 @@ class K2Client(object):
 
 
 # --------------------------------------------------------------------------- helpers
+
+def same_attributes(found, sent):
+    """True when the object ``found`` on the array has every attribute of the POST body ``sent``.
+
+    Refs compare by path; numbers numerically; booleans and their text forms alike; names of initiators
+    without regard to case and colons; an empty value (None, 0, "") matches an empty one (K2 shows a quota of 0
+    as null). Keys the array does not show (passwords) are not compared.
+    """
+    for key, value in sent.items():
+        if key not in found:
+            continue
+        have = found[key]
+        if _looks_like_ref(value) or _looks_like_ref(have):
+            try:
+                if ref_path(value) != ref_path(have):
+                    return False
+            except (K2ReferenceError, TypeError, ValueError):
+                return False
+            continue
+        if value in (None, '', 0) and have in (None, '', 0):
+            continue
+        if isinstance(value, bool) or isinstance(have, bool) or str(value).lower() in ('true', 'false'):
+            if str(value).lower() != str(have).lower():
+                return False
+            continue
+        if isinstance(value, (int, float)) or isinstance(have, (int, float)):
+            try:
+                if float(value) != float(have):
+                    return False
+            except (TypeError, ValueError):
+                return False
+            continue
+        if key in ('iqn', 'pwwn'):
+            if str(value).lower().replace(':', '') != str(have).lower().replace(':', ''):
+                return False
+            continue
+        if value != have:
+            return False
+    return True
+
 
 def _short(exc):
     """The useful part of a requests/urllib3 error: ``[Errno 111] Connection refused`` rather than the pool dump."""

@@ -937,7 +937,8 @@ class K2Volume(K2Module):
                 try:
                     for group in self._create_many('volume_groups', bodies):
                         created_groups[group['name']] = group
-                        pending[group['name']] = group['id']
+                        if not self.client.adopted('volume_groups', group['id']):
+                            pending[group['name']] = group['id']     # not one another run made just now
                         self.groups[group['id']] = group
                 finally:
                     # Also groups created by an earlier chunk when a later chunk fails.
