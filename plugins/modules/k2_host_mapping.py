@@ -819,6 +819,11 @@ class K2HostMapping(K2Module):
             return
         host_ids = sorted(set(ref_id(o['host']) for o in taken if o.get('host')))
         hosts = dict((h['id'], h['name']) for h in self.client.search('hosts', {'id': host_ids}, fields=['name'])) if host_ids else {}
+        if own_ref is None:
+            # Another run has just created our host with these initiators: they are ours (creates re-read them).
+            taken = [o for o in taken if not (o.get('host') and hosts.get(ref_id(o['host'])) == self.host_name)]
+            if not taken:
+                return
         what = ', '.join('%s (host %s)' % (o[field], hosts.get(ref_id(o['host']), ref_path(o['host'])) if o.get('host') else 'no host')
                          for o in taken)
         self.fail("%s already registered on the array for another host: %s. An initiator belongs to one host; remove it "
@@ -1119,7 +1124,7 @@ class K2HostMapping(K2Module):
             if body.get('lun') is not None:
                 item['lun'] = body['lun']
             items.append(item)
-        created = self.client.bulk_create('mappings', items, unique_field=None)
+        created = self.client.bulk_create('mappings', items, unique_field=('volume', 'host'))
         if new_host:
             for entry, mapping in zip(entries, created):
                 self.undo.push('unmap %s from the new host' % entry['name'], self.client.delete, 'mappings', mapping['id'])
@@ -1129,7 +1134,7 @@ class K2HostMapping(K2Module):
         body = {'volume': {'ref': entry['ref']}, 'host': target_ref}
         if lun is not None:
             body['lun'] = lun
-        mapping = self.client.create('mappings', body, unique=False)
+        mapping = self.client.create('mappings', body, unique={'volume': body['volume'], 'host': target_ref})
         if new_host:
             # A failure later in this run unmaps again, so the new host can be deleted by the base's undo.
             self.undo.push('unmap %s from the new host' % entry['name'], self.client.delete, 'mappings', mapping['id'])
@@ -1140,6 +1145,8 @@ class K2HostMapping(K2Module):
         if body.get('host_group'):
             new['host_group'] = make_ref('host_groups', group['id'])
         host = self.client.create('hosts', new)
+        if self.client.adopted('hosts', host['id']):
+            return host          # another run created it just now: not ours to undo
         self.created_host = True
         self.undo.push("delete the new host '%s'" % host['name'], self.client.delete, 'hosts', host['id'])
         return host
@@ -1153,7 +1160,8 @@ class K2HostMapping(K2Module):
         return self.client.update('hosts', host['id'], body)
 
     def add_initiator(self, resource, body):
-        return self.client.create(resource, body, unique=False)
+        key = 'iqn' if resource == 'host_iqns' else 'pwwn'
+        return self.client.create(resource, body, unique={key: body[key]})
 
     def predicted_host(self, host, plan, group):
         predicted = dict(host) if host is not None else {'id': None, 'name': self.host_name, 'host_group': None}
