@@ -944,9 +944,9 @@ class K2HostMapping(K2Module):
         new_ports = [w for w in self.wwpns if w not in have_ports]
         host_ref = make_ref('hosts', host['id']) if host is not None else None
         if new_iqns:
-            self.owners('host_iqns', 'iqn', new_iqns, 'iSCSI initiator(s)', host_ref)
+            self.owners('host_iqns', 'iqn', new_iqns, 'iSCSI initiator(s) of options initiator/iqns', host_ref)
         if new_ports:
-            self.owners('host_fc_ports', 'pwwn', new_ports, 'FC port WWN(s)', host_ref)
+            self.owners('host_fc_ports', 'pwwn', new_ports, 'FC port WWN(s) of option wwpns', host_ref)
         iqn_plans = [self.plan(None, {'iqn': i, 'host': self.host_name}, resource='host IQN', name_key='iqn') for i in new_iqns]
         port_plans = [self.plan(None, {'pwwn': w, 'host': self.host_name}, resource='host FC port', name_key='pwwn') for w in new_ports]
 
