@@ -721,7 +721,7 @@ class K2Volume(K2Module):
             item.group = body
         else:
             if item.volume_group is not None and not item.create_group:
-                raise item.err("volume group '%s' does not exist and create_group is false." % name,
+                raise item.err("%s '%s' does not exist and create_group is false." % (item.option('volume_group'), name),
                                'Check the group name, or set create_group: true to create it.')
             body = {'name': name, 'quota': 0, 'is_dedup': True if item.dedup is None else item.dedup}
             self.new_groups[name] = body

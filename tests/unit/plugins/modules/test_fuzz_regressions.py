@@ -49,3 +49,20 @@ def test_volume_copy_progress_interval_not_a_number(devices, capsys, interval):
     result, failed = run_module(k2_volume_copy.main, args, capsys)
     assert failed
     assert "option 'progress_interval'" in result['msg']
+
+
+def test_host_mapping_iqn_of_another_host_names_the_option(k2_server, conn, capsys):
+    """The refusal of an IQN registered for another host said "iSCSI initiator(s) already registered ..." without naming
+    the option (fuzz case: host=fz000, iqns=[the IQN of the seeded host fz-host])."""
+    from ansible_collections.kaminario.k2.plugins.modules import k2_host_mapping
+    from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import hits, paged
+    from ansible_collections.kaminario.k2.tests.unit.plugins.modules.test_k2_host_mapping import IQN, find_host
+    k2_server.register(
+        find_host('h1'),
+        ('GET', 'host_iqns', paged({'iqn__in': IQN}, 'id,iqn,host'), None, 200, hits([{'id': 20, 'iqn': IQN, 'host': {'ref': '/hosts/9'}}])),
+        ('GET', 'hosts', paged({'id__in': '9'}, 'id,name'), None, 200, hits([{'id': 9, 'name': 'other'}])),
+    )
+    result, failed = run_module(k2_host_mapping.main, dict(conn, host='h1', iqns=[IQN]), capsys)
+    assert failed
+    assert 'options initiator/iqns' in result['msg']
+    assert all(r.method == 'GET' for r in k2_server.received)

@@ -206,7 +206,7 @@ def test_bad_names_fail_before_any_request(k2_server, conn, capsys, name, says):
 def test_unknown_group_without_create_group(k2_server, conn, capsys):
     k2_server.register(find_volumes('v1'), groups_by_name('nope'))
     result, failed = run(dict(conn, name='v1', size='1GiB', volume_group='nope', create_group=False), capsys)
-    assert failed and "volume group 'nope' does not exist and create_group is false" in result['msg']
+    assert failed and "volume_group 'nope' does not exist and create_group is false" in result['msg']
     assert methods(k2_server) == ['GET', 'GET']
 
 
