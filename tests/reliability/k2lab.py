@@ -191,6 +191,19 @@ class Lab(object):
         """Requests of the log that could have changed something (anything but GET)."""
         return [r for r in self.requests_log(array) if r['method'] != 'GET']
 
+    def arrays_info(self):
+        """``{name: {"url", "ca_file", "db_path", "down", ...}}`` of every array (admin ``GET /arrays``)."""
+        return self._admin('GET', '/arrays')['arrays']
+
+    def wait_for_writes(self, count, array='primary', timeout=60, poll=0.03):
+        """Wait until the request log holds ``count`` writes (anything but GET); return the time they were seen."""
+        deadline = time.time() + timeout
+        while len(self.writes(array)) < count:
+            if time.time() > deadline:
+                raise AssertionError('%d writes not seen on %s within %ss' % (count, array, timeout))
+            time.sleep(poll)
+        return time.time()
+
     def token(self, array='primary', user='operator'):
         return self._admin('POST', '/arrays/%s/tokens' % array, json={'user': user})
 
@@ -347,3 +360,13 @@ def orphans(inventory, temp_prefix='k2tmp-', before=None):
         if host['id'] not in mapped_hosts and not host.get('host_group') and host['name'] not in before_hosts:
             found.append('host %s has no mapping' % host['name'])
     return found
+
+
+def integrity_check(db_path):
+    """SQLite ``PRAGMA integrity_check`` of a k2sim store: ``['ok']`` when it is sound."""
+    import sqlite3
+    con = sqlite3.connect(db_path, timeout=30)
+    try:
+        return [row[0] for row in con.execute('PRAGMA integrity_check')]
+    finally:
+        con.close()
