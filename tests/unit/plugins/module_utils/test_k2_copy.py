@@ -481,6 +481,41 @@ def test_extents_cover_the_range_exactly(tmp_path):
     assert not any(o <= 2 * MIB < o + n for o, n in data)
 
 
+def test_readahead_advises_only_the_start_of_each_run_of_data(monkeypatch):
+    """WILLNEED goes to the pieces that start in the first window of each run of data (where the reads jump); the kernel
+    reads ahead the rest of a run by itself."""
+    window = 4 * MIB
+    advised = []
+    monkeypatch.setattr(k2_copy.os, 'posix_fadvise', lambda fd, offset, length, advice: advised.append((offset, length, advice)))
+    extents = [(0, 20 * MIB, True),             # a long run: only its first window
+               (20 * MIB, MIB, False),
+               (21 * MIB, MIB, True),           # short runs after holes: all of them
+               (22 * MIB, MIB, False),
+               (23 * MIB, 2 * MIB, True),
+               (25 * MIB, 9 * MIB, True)]       # continues that run (no hole between): advised up to its first window
+    out = list(k2_copy._with_readahead(iter(extents), 99, window))
+    # Every byte passes through, in order, long runs cut into windows.
+    assert out[0] == (0, window, True)
+    assert sum(length for dummy, length, dummy in out) == 34 * MIB
+    assert [o for o, dummy, dummy in out] == sorted(o for o, dummy, dummy in out)
+    assert advised == [(0, window, os.POSIX_FADV_WILLNEED), (21 * MIB, MIB, os.POSIX_FADV_WILLNEED),
+                       (23 * MIB, 2 * MIB, os.POSIX_FADV_WILLNEED), (25 * MIB, window, os.POSIX_FADV_WILLNEED)]
+
+
+@pytest.mark.parametrize('block_size', [4096, 256 * KIB, MIB])
+def test_a_block_that_is_zero_but_its_last_byte_is_copied(files, block_size):
+    """Zero detection looks at every byte: a block with one non-zero byte at its very end is data."""
+    src, dst = files
+    size = 3 * block_size
+    # Block 0: zeros but its last byte; block 1: zeros but its first byte; block 2: written zeros.
+    make_file(src, size, [(0, bytes(block_size - 1) + b'\x01'), (block_size, b'\x02' + bytes(2 * block_size - 1))])
+    make_file(dst, size)
+    result = copy_device(str(src), str(dst), block_size=block_size, verify=True)
+    assert read(dst) == read(src)
+    assert result['bytes_copied'] == 2 * block_size
+    assert result['bytes_skipped_zero'] == block_size
+
+
 class FakeClock(object):
     def __init__(self, step):
         self.now = 1000.0
