@@ -445,6 +445,23 @@ def scrubbing_only_what_holds_secrets():
 
 # --------------------------------------------------------------------------- module
 
+class K2AnsibleModule(AnsibleModule):
+    """AnsibleModule whose argument errors always name the option.
+
+    ansible-core reports a dict option with sub-options (``target``, ``peer``) given a string that is neither JSON nor
+    key=value as just "dictionary requested, could not parse JSON or key=value" (its no_log scan raises before the type
+    check names the option); the option is added to that message.
+    """
+
+    def fail_json(self, msg, **kwargs):
+        if isinstance(msg, str) and msg.startswith('dictionary requested') and isinstance(getattr(self, 'params', None), dict):
+            bad = sorted(name for name, opt in (getattr(self, 'argument_spec', None) or {}).items()
+                         if opt.get('type') == 'dict' and isinstance(self.params.get(name), str))
+            if bad:
+                msg = 'argument %s: %s' % (', '.join("'%s'" % name for name in bad), msg)
+        super(K2AnsibleModule, self).fail_json(msg=msg, **kwargs)
+
+
 class K2Module(object):
     """AnsibleModule plus K2 client, planning, single write gate and error handling.
 
@@ -466,7 +483,7 @@ class K2Module(object):
             constraints['required_if'] = required_if
         if required_by:
             constraints['required_by'] = required_by
-        self.module = AnsibleModule(
+        self.module = K2AnsibleModule(
             argument_spec=spec,
             supports_check_mode=supports_check_mode,
             mutually_exclusive=K2_MUTUALLY_EXCLUSIVE + list(mutually_exclusive or []),
