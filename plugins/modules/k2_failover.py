@@ -276,6 +276,9 @@ k2_requests:
   sample: {total: 5, GET: 4, PATCH: 1, source: {total: 1, GET: 1}, target: {total: 4, GET: 3, PATCH: 1}}
 '''
 
+import math
+import re
+
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import K2Error, make_ref, ref_id
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_replication import (
     SESSIONS, K2TwoArrayModule, K2WaitTimeout, find_session, is_unreachable, rep_name, replicated_snapshot,
@@ -283,6 +286,7 @@ from ansible_collections.kaminario.k2.plugins.module_utils.k2_replication import
 )
 
 DEFAULT_RETENTION = 'Best_Effort_Retention'
+NAME_RE = re.compile(r'^[A-Za-z0-9_.\-]{1,42}$')
 MAX_SYNC_ROUNDS = 5
 
 
@@ -442,18 +446,33 @@ class K2Failover(K2TwoArrayModule):
 
     # ------------------------------------------------------------------ work
 
+    def validate(self):
+        """Every option checked before the first request, whatever the state uses (issue 8)."""
+        p = self.params
+        if p['wait_timeout'] < 0 or not (p['poll_interval'] > 0 and math.isfinite(p['poll_interval'])):
+            self.fail('wait_timeout must be 0 or more and poll_interval more than 0 seconds.')
+        for option, low in (('max_data_loss', 0), ('source_probe_timeout', 1), ('sync_round_seconds', 1)):
+            if p[option] is not None and p[option] < low:
+                self.fail('%s is %d: give %d or more seconds.' % (option, p[option], low))
+        names = [('test_host', p['test_host']), ('test_view', p['test_view'])]
+        for i, session in enumerate(p['sessions'] or []):
+            names += [('sessions[%d].name' % i, session['name']), ('sessions[%d].remote_session_name' % i, session.get('remote_session_name'))]
+        names += [('volume_groups[%d]' % i, group) for i, group in enumerate(p['volume_groups'] or [])]
+        for option, value in names:
+            if value is not None and not NAME_RE.match(value):
+                self.fail('%s %r is not a valid K2 name: 1 to 42 characters from A-Z a-z 0-9 _ . -.' % (option, value))
+
     def work(self):
         p = self.params
-        if p['wait_timeout'] < 0 or p['poll_interval'] <= 0:
-            self.fail('wait_timeout must be 0 or more and poll_interval more than 0 seconds.')
+        self.validate()
         pairs = self.pairs()
         for pair in pairs:
             self.read_secondary(pair)
         missing = [pair.label for pair in pairs if pair.secondary is None]
         if missing:
-            self.fail('No replication session on the secondary array %s for %s: check the names (the secondary side is '
+            self.fail('No replication session on the secondary array %s for %s (option %s): check the names (the secondary side is '
                       'named r + the primary name unless sessions[].remote_session_name says otherwise) and that replication '
-                      'was set up (kaminario.k2.k2_replication).' % (p['target']['k2_host'], ', '.join(missing)))
+                      'was set up (kaminario.k2.k2_replication).' % (p['target']['k2_host'], ', '.join(missing), 'sessions' if p['sessions'] else 'volume_groups'))
         state = p['state']
         if state == 'failed_over':
             self.probe_primary(pairs, probe=True)

@@ -393,7 +393,7 @@ class K2Replication(K2TwoArrayModule):
         problem = rpo_problem(p['rpo'])
         if problem:
             self.fail(problem)
-        if p['wait_timeout'] < 0 or p['poll_interval'] <= 0:
+        if p['wait_timeout'] < 0 or not (p['poll_interval'] > 0 and p['poll_interval'] != float('inf')):
             self.fail('wait_timeout must be 0 or more and poll_interval more than 0 seconds.')
         if p['name'] is not None and p['state'] != 'absent' and p['peer'] and p['peer']['state'] == 'absent':
             self.fail('peer.state=absent removes the peer array object, which the session needs: use state=absent for the '
