@@ -680,7 +680,8 @@ class K2Volume(K2Module):
 
     def _plan_item(self, item):
         if item.new_name and item.new_name in self.volumes and item.name in self.volumes:
-            raise item.err("both '%s' and '%s' exist, so the rename cannot happen." % (item.name, item.new_name),
+            raise item.err("both %s '%s' and %s '%s' exist, so the rename cannot happen."
+                           % (item.option('name'), item.name, item.option('new_name'), item.new_name),
                            'Delete or rename one of them first.')
         if item.adopt_from and item.name in self.volumes and item.adopt_from in self.volumes:
             raise item.err("both '%s' (adopt_from) and '%s' exist; the adoption would need the name '%s' that is taken."

@@ -66,3 +66,44 @@ def test_host_mapping_iqn_of_another_host_names_the_option(k2_server, conn, caps
     assert failed
     assert 'options initiator/iqns' in result['msg']
     assert all(r.method == 'GET' for r in k2_server.received)
+
+
+def _target(conn):
+    return dict((k, conn[k]) for k in ('k2_host', 'k2_username', 'k2_password') if k in conn)
+
+
+@pytest.mark.parametrize('option', ['target', 'peer'])
+def test_replication_dict_option_given_a_string_names_the_option(k2_server, conn, capsys, option):
+    """ansible-core said only "dictionary requested, could not parse JSON or key=value" for target='x'."""
+    from ansible_collections.kaminario.k2.plugins.modules import k2_replication
+    result, failed = run_module(k2_replication.main, dict(conn, name='fz-rep', **{option: 'x'}), capsys)
+    assert failed
+    assert result['msg'].startswith("argument '%s': dictionary requested" % option)
+    assert k2_server.received == []
+
+
+@pytest.mark.parametrize('extra, says', [
+    (dict(source_probe_timeout=0), 'source_probe_timeout is 0'),
+    (dict(max_data_loss=-1), 'max_data_loss is -1'),
+    (dict(sync_round_seconds=-5), 'sync_round_seconds is -5'),
+    (dict(test_view='a b'), "test_view 'a b' is not a valid K2 name"),
+    (dict(test_host='x' * 43), 'test_host'),
+    (dict(poll_interval=float('nan')), 'poll_interval'),
+    (dict(sessions=[dict(name='fz-rep', remote_session_name='a/b')]), 'sessions[0].remote_session_name'),
+])
+def test_failover_options_checked_before_any_request(k2_server, conn, capsys, extra, says):
+    """These values were ignored by state test_cleanup (or passed a '<= 0' test as nan) and the task succeeded."""
+    from ansible_collections.kaminario.k2.plugins.modules import k2_failover
+    args = dict(conn, sessions=[dict(name='fz-rep')], state='test_cleanup', target=_target(conn))
+    args.update(extra)
+    result, failed = run_module(k2_failover.main, args, capsys)
+    assert failed
+    assert says in result['msg']
+    assert k2_server.received == []
+
+
+def test_replication_poll_interval_nan(k2_server, conn, capsys):
+    from ansible_collections.kaminario.k2.plugins.modules import k2_replication
+    result, failed = run_module(k2_replication.main, dict(conn, name='fz-rep', poll_interval=float('nan')), capsys)
+    assert failed and 'poll_interval' in result['msg']
+    assert k2_server.received == []
