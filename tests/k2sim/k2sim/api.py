@@ -29,7 +29,7 @@ def json_response(data, status=200, pretty=False):
     if pretty:
         body = json.dumps(data, indent=2, sort_keys=False)
     else:
-        body = json.dumps(data, separators=(",", ":"))
+        body = json.dumps(data, separators=(",", ":"), check_circular=False)     # rendered objects are trees
     return Response(body, status_code=status, media_type="application/json")
 
 

@@ -48,19 +48,15 @@ class Resource(object):
         self.unique = unique          # field whose value is unique within the resource
         self.singleton = singleton    # system/state and friends: one object, id 1
         self.virtual = virtual        # rows computed on each request (stats), never stored
-
-    @property
-    def ref_names(self):
-        """All reference fields, stored or computed (rendered as {"ref": ...})."""
-        return [k for k, v in self.fields.items() if v.kind == REF]
-
-    @property
-    def ref_fields(self):
-        return [k for k, v in self.fields.items() if v.kind == REF and not v.computed]
-
-    @property
-    def stored_fields(self):
-        return [k for k, v in self.fields.items() if not v.computed]
+        # Field lists, worked out once (a resource's fields are fixed here): render() reads them for every object.
+        items = list(self.fields.items())
+        self.ref_names = tuple(k for k, v in items if v.kind == REF)     # every reference field, rendered as {"ref": ...}
+        self.ref_fields = tuple(k for k, v in items if v.kind == REF and not v.computed)
+        self.stored_fields = tuple(k for k, v in items if not v.computed)
+        self.stored_set = frozenset(self.stored_fields)
+        self.render_plan = tuple((k, v.default, v.computed) for k, v in items)
+        # {field: default} for stored fields and {field: None} for computed ones, in order (render() copies it)
+        self.render_template = dict((k, None if v.computed else v.default) for k, v in items)
 
 
 CRUD = ("GET", "POST", "PATCH", "DELETE")

@@ -80,7 +80,9 @@ class Store(object):
 
     def by_ref(self, res, field, ref):
         """Objects of res whose ref field points to ref (a "/url/id" string)."""
-        ids = self.refidx[(res, field)].get(ref, ())
+        ids = self.refidx[(res, field)].get(ref)
+        if not ids:
+            return []
         objs = self.objs[res]
         return [objs[i] for i in sorted(ids)]
 
