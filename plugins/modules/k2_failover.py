@@ -729,8 +729,9 @@ class K2Failover(K2TwoArrayModule):
     def _map_view(self, pair, host):
         def mapping():
             view = pair.view or self.target.get_by_name('snapshots', pair.test_view['name'])
-            created = self.target.create('mappings', {'volume': make_ref('snapshots', view['id']), 'host': make_ref('hosts', host['id'])},
-                                         unique=False)
+            body = {'volume': make_ref('snapshots', view['id']), 'host': make_ref('hosts', host['id'])}
+            # A lost answer is settled by re-reading the mapping of this view to this host (there is at most one).
+            created = self.target.create('mappings', body, unique=dict(body))
             pair.test_view['lun'] = created.get('lun') if created else None
         return mapping
 

@@ -12,7 +12,7 @@ __metaclass__ = type
 import pytest
 
 from ansible_collections.kaminario.k2.plugins.modules import k2_failover
-from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import hits, run_module
+from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import Drop, hits, run_module
 # The two-array fixtures (scripted source and peer servers sharing one request log, and the fake clock of the waits).
 from ansible_collections.kaminario.k2.tests.unit.plugins.modules.test_k2_replication import (  # noqa: F401 pylint: disable=unused-import
     by_name, clock, conn, dst, log, paged, session, src,
@@ -275,6 +275,31 @@ def test_test_maps_a_view_of_the_last_replica_without_touching_the_primary(src, 
     assert result['sessions'][0]['active_array'] == 'primary'
     assert result['source_reachable'] is None
     assert result['k2_requests']['source'] == {'total': 0}
+
+
+def test_test_lost_mapping_answer_is_settled_by_reading_the_mapping(src, dst, capsys):
+    # issue 8 chaos run: the answer to the mapping POST was lost after the array made it; the module re-reads the
+    # mapping of the view to the host instead of failing with "may or may not have applied".
+    secondary_reads(dst, replica=False)
+    mapping = {'id': 80, 'volume': {'ref': '/snapshots/71'}, 'host': {'ref': '/hosts/5'}, 'lun': 3}
+    dst.register(
+        ('GET', 'hosts', {'name': 'drhost', '__fields': 'id,name', '__limit': '2'}, None, 200, hits([{'id': 5, 'name': 'drhost'}])),
+        ('GET', 'snapshots', by_name('rvg1:dr-test'), None, 200, hits([])),
+        ('GET', 'snapshots/50', None, None, 200, REPLICA),
+        ('GET', 'retention_policies', {'name': 'Best_Effort_Retention', '__fields': 'id,name', '__limit': '2'}, None, 200,
+         hits([{'id': 1, 'name': 'Best_Effort_Retention'}])),
+        ('POST', 'snapshots', None, {'short_name': 'dr-test', 'source': {'ref': '/snapshots/50'}, 'is_exposable': True,
+                                     'retention_policy': {'ref': '/retention_policies/1'}, 'is_auto_deleteable': False},
+         201, {'id': 71, 'name': 'rvg1:dr-test', 'short_name': 'dr-test'}),
+        ('POST', 'mappings', None, {'volume': {'ref': '/snapshots/71'}, 'host': {'ref': '/hosts/5'}}, 201, Drop()),
+        ('GET', 'mappings', {'volume.ref': '/snapshots/71', 'host.ref': '/hosts/5', '__limit': '2'}, None, 200, hits([mapping])),
+        ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote()])),
+    )
+    result, failed = run(src, dst, capsys, state='test', test_host='drhost')
+    assert not failed, result
+    assert result['changed'] is True
+    assert result['sessions'][0]['test_view'] == {'name': 'rvg1:dr-test', 'host': 'drhost', 'lun': 3, 'source_snapshot': 'rvg1:rep-5'}
+    assert result['k2_requests']['target']['POST'] == 2
 
 
 def test_test_rerun_is_unchanged(src, dst, capsys):
