@@ -265,6 +265,11 @@ def _error_message(body):
     else:
         message = str(body)
     message = str(message).strip()
+    # The code field when the array sends one (K2 and k2sim do: {"error_code": "MC_ERR_...", "error_msg": ...}),
+    # else the first MC_ERR_* in the text (older answers carry it only there).
+    code = body.get('error_code') if isinstance(body, dict) else None
+    if isinstance(code, str) and re.match(r'^MC_ERR_[A-Z_]+$', code):
+        return message, code
     match = re.search(r'\bMC_ERR_[A-Z_]+\b', message)
     return message, (match.group(0) if match else None)
 

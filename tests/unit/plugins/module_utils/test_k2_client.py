@@ -230,6 +230,22 @@ def test_client_errors_are_typed_and_never_retried(k2_server, client, fake_time,
     assert fake_time.sleeps == []
 
 
+@pytest.mark.parametrize('body, code', [
+    ({'error_code': 'MC_ERR_PERMISSION_DENIED', 'error_msg': 'User viewer (role read_only) may not write'},
+     'MC_ERR_PERMISSION_DENIED'),
+    ({'error_msg': 'MC_ERR_PERMISSION_DENIED: not allowed'}, 'MC_ERR_PERMISSION_DENIED'),
+    ({'error_code': 'not a code', 'error_msg': 'denied'}, None),
+    (error('denied'), None),
+])
+def test_the_k2_code_comes_from_error_code_or_the_text(k2_server, client, fake_time, body, code):
+    # the module reports it as k2_error_code: an operator's playbook can branch on it
+    k2_server.register(('PATCH', 'volumes/3', None, {'size': 5}, 403, body))
+    with pytest.raises(K2PermissionError) as caught:
+        client.update('volumes', 3, {'size': 5})
+    assert caught.value.k2_code == code
+    assert caught.value.message == body['error_msg']
+
+
 @pytest.mark.parametrize('status, body', [
     (503, error('busy')), (500, error('general error')), (429, error('too many requests')),
     (400, error('MC_ERR_BUSY')), (400, error('MC_ERR_BUSY_SPECIFIC')), (400, error('MC_ERR_INPROGRESS')),
