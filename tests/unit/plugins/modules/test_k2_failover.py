@@ -217,6 +217,30 @@ def test_failback_follows_the_cinder_sequence_across_both_arrays(src, dst, log, 
     assert len(result['steps']) == 11
 
 
+def test_failback_resends_a_replication_snapshot_whose_answer_was_lost(src, dst, log, capsys):
+    # issue 8 chaos run: the answer to the replication snapshot POST was lost (dropped connection, then HTTP 500). It
+    # has no name to re-read it by, and any snapshot taken now serves the round: the POST is sent again.
+    secondary_reads(dst, state='in_sync', role='source', replica=False)
+    primary_reads(src, state='suspended', role='source')
+    src.register(('GET', 'replication/sessions', by_name('s1'), None, 200, hits([session(state='in_sync', role='target')])))
+    snap_body = {'replication_session': {'ref': '/replication/sessions/7'}, 'is_application_consistent': False}
+    dst.register(
+        ('POST', 'snapshots', None, snap_body, 201, Drop()),
+        ('POST', 'snapshots', None, snap_body, 500, {'error_code': 'MC_ERR_INTERNAL', 'error_msg': 'internal error'}),
+        ('POST', 'snapshots', None, snap_body, 201, {'id': 70, 'generation_number': 6}),
+        ('GET', 'replication/sessions/7', None, None, 200, remote('in_sync', 'source', gen=6)),
+        ('GET', 'volumes', paged({'volume_group.ref': '/volume_groups/8'}, 'id,name'), None, 200, hits([])),
+        ('POST', 'snapshots', None, snap_body, 201, {'id': 71, 'generation_number': 7}),
+        ('GET', 'replication/sessions/7', None, None, 200, remote('in_sync', 'source', gen=7)),
+    )
+    switch_back(src, dst)
+    src.register(('GET', 'replication/sessions', by_name('s1'), None, 200, hits([session(state='in_sync')])))
+    result, failed = run(src, dst, capsys, state='failed_back', target=dict(conn(dst), k2_password='s3cr3t-dst', retries=2))
+    assert not failed, result['msg']
+    assert result['sessions'][0]['active_array'] == 'primary'
+    assert [m for a, m, p in log if a == 'dst' and p == 'snapshots'] == ['POST'] * 4
+
+
 def test_failback_half_switched_is_finished_by_a_rerun(src, dst, log, capsys):
     secondary_reads(dst, state='suspended', role='source', replica=False)
     primary_reads(src, state='failed_over', role='target')
