@@ -472,7 +472,8 @@ class K2Failover(K2TwoArrayModule):
         if missing:
             self.fail('No replication session on the secondary array %s for %s (option %s): check the names (the secondary side is '
                       'named r + the primary name unless sessions[].remote_session_name says otherwise) and that replication '
-                      'was set up (kaminario.k2.k2_replication).' % (p['target']['k2_host'], ', '.join(missing), 'sessions' if p['sessions'] else 'volume_groups'))
+                      'was set up (kaminario.k2.k2_replication).'
+                      % (p['target']['k2_host'], ', '.join(missing), 'sessions' if p['sessions'] else 'volume_groups'))
         state = p['state']
         if state == 'failed_over':
             self.probe_primary(pairs, probe=True)

@@ -99,7 +99,7 @@ def test_array_down_mid_run_fails_fast_and_rerun_converges(lab):
     assert failed_after <= FAILURE_BOUND, (failed_after, FAILURE_BOUND, output[-3000:])
     msg = assert_clear_failure(output, lab.host(), r'Connection refused|Cannot talk to|did not answer|No answer')
     print('array down after 5 writes: failed %.1f s later (bound %.0f s = %d calls x timeout %d s + %.0f s); %s'
-                   % (failed_after, FAILURE_BOUND, CALLS_AFTER_OUTAGE, TIMEOUT, ANSIBLE_OVERHEAD, msg[:160]))
+          % (failed_after, FAILURE_BOUND, CALLS_AFTER_OUTAGE, TIMEOUT, ANSIBLE_OVERHEAD, msg[:160]))
 
     lab.faults(down=False)
     assert_converges(lab, 'down')
@@ -115,7 +115,7 @@ def test_array_down_before_run_fails_fast(lab):
     lab.faults(down=False)
     assert lab.writes() == []
     print('array down before the run: failed in %.1f s, ansible-playbook start included (bound %.0f s); %s'
-                   % (run.seconds, TIMEOUT + STARTUP, msg[:160]))
+          % (run.seconds, TIMEOUT + STARTUP, msg[:160]))
 
 
 # Kill points: after the 3rd write (volumes being created one by one) and after the 10th (the host exists, its
@@ -159,8 +159,8 @@ def test_sigkill_mid_run_store_intact_and_rerun_converges(lab):
         inv = lab.inventory()
         assert duplicates(inv) == {}, duplicates(inv)
         print('SIGKILL after write %d (%s): playbook failed %.1f s later (bound %.0f s); integrity_check %s '
-                       'after the kill and after the restart; %d volumes, %d hosts served; %s'
-                       % (kill_after, prefix, failed_after, FAILURE_BOUND,
-                          '/'.join(sorted(set(r[0] for r in list(dead.values()) + list(served.values())))),
-                          len(inv['volumes']), len(inv['hosts']), msg[:120]))
+              'after the kill and after the restart; %d volumes, %d hosts served; %s'
+              % (kill_after, prefix, failed_after, FAILURE_BOUND,
+                 '/'.join(sorted(set(r[0] for r in list(dead.values()) + list(served.values())))),
+                 len(inv['volumes']), len(inv['hosts']), msg[:120]))
         assert_converges(lab, prefix)

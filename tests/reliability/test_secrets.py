@@ -120,8 +120,8 @@ def test_no_secret_in_any_output(sec_lab, tmp_path):
     sizes = dict((source, len(text)) for source, text in corpus.items())
     print('searched %d sources, %d bytes: %s' % (len(corpus), sum(sizes.values()), sorted(sizes.items())))
 
-    traces = ['work/trace-%s.jsonl' % name for name in ('volume', 'snapshot', 'mapping', 'peer', 'replication',
-                                                          'failover', 'facts', 'token')]
+    traces = ['work/trace-%s.jsonl' % name
+              for name in ('volume', 'snapshot', 'mapping', 'peer', 'replication', 'failover', 'facts', 'token')]
     expected = ['work/ansible.log', 'work/results-1.json', 'work/results-2.json', 'k2sim.log'] + traces
     missing = [name for name in expected if name not in corpus]
     assert not missing, 'expected outputs were not written: %s (have %s)' % (missing, sorted(corpus))
