@@ -174,6 +174,10 @@ options:
         objects each). New mappings with an explicit LUN are sent before those whose LUN K2 picks. LUN moves are
         one PATCH each, in a safe order per host.
       - When a write fails, the hosts, initiators and mappings this run created are removed again (see RV(rollback)).
+      - A host, IQN, FC port or mapping that another run creates between this task's reads and its writes is used when
+        it is what the item asks for, and is never removed by the rollback; one that differs (another host type, an
+        initiator of another host, a mapping at another LUN, an explicit LUN now held by another volume) fails the task
+        naming the item.
       - A no-change run of up to a few hundred hosts costs five requests.
     type: list
     elements: dict
@@ -549,7 +553,9 @@ k2_requests:
 import re
 from urllib.parse import quote
 
-from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import make_ref, parse_ref, ref_id, ref_path
+from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import (
+    K2ConflictError, K2Error, make_ref, parse_ref, ref_id, ref_path, same_attributes,
+)
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_module import K2Module
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_naming import (
     K2NamingError, initiator_host_name, is_valid_wwn, iscsi_name_key, validate_iqn, wwn_to_colon, wwn_to_hex,
@@ -688,6 +694,7 @@ class K2HostMapping(K2Module):
         self.wwpns = []
         self.initiator_kind = None
         self.created_host = False
+        self.items_by_host = {}      # list form: host name -> HostItem, for messages about the item
 
     # ------------------------------------------------------------------ validation (no request)
 
@@ -1417,17 +1424,38 @@ class K2HostMapping(K2Module):
                 wanted[value] = item
         if not wanted:
             return
-        taken = self.search_in(resource, field, list(wanted), fields=[field, 'host'])
+        self.foreign_initiators(wanted, self.search_in(resource, field, list(wanted), fields=[field, 'host']), field, label, option)
+
+    def foreign_initiators(self, wanted, found, field, label, option, race=False):
+        """Fail naming the first item when an initiator of ``wanted`` (``{value: item}``) in ``found`` is another host's.
+
+        One registered on the item's own host, or on a host of the item's name (created by another run after this
+        task read the hosts, which this task's create then uses), is the item's (creates re-read it).
+        """
+        key = iscsi_name_key if field == 'iqn' else (lambda v: wwn_to_colon(v) if is_valid_wwn(v) else v)
+        by_key = dict((key(v), item) for v, item in wanted.items())
+        mine = []
+        for obj in found:
+            item = by_key.get(key(obj[field]))
+            own_id = (item.host or {}).get('id') if item is not None else None
+            if item is not None and obj.get('host') and own_id is not None and ref_id(obj['host']) == own_id:
+                mine.append(obj)
+        taken = [o for o in found if o not in mine]
         if not taken:
             return
         host_ids = sorted(set(ref_id(o['host']) for o in taken if o.get('host')))
         hosts = dict((h['id'], h['name']) for h in self.search_in('hosts', 'id', host_ids, fields=['name'])) if host_ids else {}
-        first = min((wanted[o[field]] for o in taken if o[field] in wanted), key=lambda i: i.index, default=None)
+        taken = [o for o in taken if not (o.get('host') and by_key.get(key(o[field])) is not None
+                                          and hosts.get(ref_id(o['host'])) == by_key[key(o[field])].host_name)]
+        if not taken:
+            return
+        first = min((by_key[key(o[field])] for o in taken if key(o[field]) in by_key), key=lambda i: i.index, default=None)
         what = ', '.join('%s (host %s)' % (o[field], hosts.get(ref_id(o['host']), ref_path(o['host'])) if o.get('host') else 'no host')
                          for o in taken)
-        self.fail("%s already registered on the array for another host: %s%s. An initiator belongs to one host; remove it "
+        self.fail("%s already registered on the array for another host: %s%s%s. An initiator belongs to one host; remove it "
                   "from the other host first, or manage that host instead."
-                  % (label, what, ' (%s)' % first.option(option) if first is not None else ''))
+                  % (label, what, ' (%s)' % first.option(option) if first is not None else '',
+                     ', registered there by another writer after this task read the array' if race else ''))
 
     def read_volumes_list(self, items):
         """``{name: {'ref', 'id', 'kind', 'scsi_sn'}}`` for every listed name of every item, in chunked searches."""
@@ -1547,6 +1575,7 @@ class K2HostMapping(K2Module):
 
     def execute_list(self, items):
         present = [i for i in items if i.state == 'present']
+        self.items_by_host = dict((i.host_name, i) for i in items)
         # 1. hosts (new ones, and type changes)
         plans = [i.host_plan for i in present]
         outcome = self.apply_many(plans, create=self.create_hosts,
@@ -1603,47 +1632,148 @@ class K2HostMapping(K2Module):
             self.note_write()
         return out
 
+    # Creates that lose a "create if missing" race (another run made the object between our read and our POST)
+    # re-read it and use it when it is what this task would have made (K2Client.bulk_create and create); such an
+    # object is not this run's, so no undo step deletes it (K2Client.adopted). One that differs fails naming the item.
+
     def create_hosts(self, bodies):
-        """``POST /hosts/__bulk``; each chunk made is deleted again if a later step of this run fails."""
+        """``POST /hosts/__bulk``; each new host this run made is deleted again if a later step of this run fails."""
         made = {}
         for chunk in _chunks(bodies):
-            created = self.client.bulk_create('hosts', [{'name': b['name'], 'type': b['type']} for b in chunk], chunk_size=len(chunk))
+            sent = [{'name': b['name'], 'type': b['type']} for b in chunk]
+            try:
+                created = self.client.bulk_create('hosts', sent, chunk_size=len(chunk))
+            except K2ConflictError:
+                self.host_race_failure(sent)
+                raise
             self.note_write()
-            if created:
-                self.undo.push('delete the new hosts %s' % _few(h['name'] for h in created),
-                               self.bulk, 'delete', 'hosts', [h['id'] for h in created])
+            ours = [h for h in created if not self.client.adopted('hosts', h['id'])]
+            if ours:
+                self.undo.push('delete the new hosts %s' % _few(h['name'] for h in ours),
+                               self.bulk, 'delete', 'hosts', [h['id'] for h in ours])
+            grouped = [h for h in created if h.get('host_group') and self.client.adopted('hosts', h['id'])]
+            if grouped:
+                item = self.items_by_host[grouped[0]['name']]
+                self.fail("Host '%s' (%s) was created by another writer after this task read the hosts, as a member of a "
+                          "host group; the list form does not manage host groups (%s). Map to the group with the single "
+                          "form (host_group), or take the host out of the group there (host_group: '')."
+                          % (item.host_name, item.label, item.option('host_group')))
             made.update((h['name'], h) for h in created)
         return [made.get(b['name']) for b in bodies]
+
+    def host_race_failure(self, sent):
+        """A host another writer created meanwhile, unlike the one this task creates: fail naming the item."""
+        found = dict((h['name'], h) for h in self.search_in('hosts', 'name', [b['name'] for b in sent], fields=['name', 'type']))
+        for body in sent:
+            host = found.get(body['name'])
+            if host is not None and not same_attributes(host, body):
+                item = self.items_by_host[body['name']]
+                self.fail("Host '%s' (%s) was created by another writer after this task read the hosts, with type %s where "
+                          "this task creates type %s: set %s: %s, or change the host type on the array."
+                          % (item.host_name, item.label, host.get('type'), body['type'], item.option('host_type'), host.get('type')))
 
     def create_initiators(self, resource, field, bodies, host_ids):
         made = {}
         items = [{field: b[field], 'host': make_ref('hosts', host_ids[b['host']])} for b in bodies]
+        owner = dict((b[field], self.items_by_host[b['host']]) for b in bodies)
         for chunk in _chunks(items):
-            created = self.client.bulk_create(resource, chunk, unique_field=field, chunk_size=len(chunk))
+            try:
+                created = self.client.bulk_create(resource, chunk, unique_field=field, chunk_size=len(chunk))
+            except K2ConflictError:
+                # Registered meanwhile for another host: name the item and that host.
+                values = [o[field] for o in chunk]
+                self.foreign_initiators(dict((v, owner[v]) for v in values),
+                                        self.search_in(resource, field, values, fields=[field, 'host']), field,
+                                        'iSCSI initiator(s)' if field == 'iqn' else 'FC port WWN(s)',
+                                        'iqns' if field == 'iqn' else 'wwpns', race=True)
+                raise
             self.note_write()
-            if created:
-                self.undo.push('remove the new %s %s' % ('IQNs' if field == 'iqn' else 'FC ports', _few(o[field] for o in created)),
-                               self.bulk, 'delete', resource, [o['id'] for o in created])
+            ours = [o for o in created if not self.client.adopted(resource, o['id'])]
+            if ours:
+                self.undo.push('remove the new %s %s' % ('IQNs' if field == 'iqn' else 'FC ports', _few(o[field] for o in ours)),
+                               self.bulk, 'delete', resource, [o['id'] for o in ours])
             made.update((o[field], o) for o in created)
         return [made.get(b[field]) for b in bodies]
 
     def create_mappings_list(self, creates, host_ids):
-        """``POST /mappings/__bulk`` for every new mapping of every host; returned in the order of ``creates``."""
+        """``POST /mappings/__bulk`` for every new mapping of every host; returned in the order of ``creates``.
+
+        A chunk refused because another run mapped some of its volumes meanwhile (a __bulk is all or nothing, and a
+        mapping has no single unique key to re-read a batch by) is created one mapping at a time, in the same order
+        (explicit LUNs first): a refused one is re-read by volume and host and used when it is what this task asks
+        for. A LUN taken meanwhile by another volume fails naming the item and the LUN.
+        """
         made = {}
-        bodies = []
+        work = []
         for item, _plan, entry in creates:
             body = {'volume': {'ref': entry['ref']}, 'host': make_ref('hosts', host_ids[item.host_name])}
             if entry['lun'] is not None:
                 body['lun'] = entry['lun']
-            bodies.append(body)
-        for chunk in _chunks(bodies):
-            created = self.client.bulk_create('mappings', chunk, unique_field=None, chunk_size=len(chunk))
-            self.note_write()
-            if created:
-                self.undo.push('unmap the %d new mapping(s)' % len(created), self.bulk, 'delete', 'mappings', [m['id'] for m in created])
+            work.append((item, entry, body))
+        for chunk in _chunks(work):
+            try:
+                created = self.client.bulk_create('mappings', [b for _i, _e, b in chunk], unique_field=None, chunk_size=len(chunk))
+            except K2ConflictError:
+                created = [self.create_mapping_item(item, entry, body) for item, entry, body in chunk]
+            except K2Error as exc:
+                if exc.k2_code == 'MC_ERR_LUN_IN_USE':
+                    self.lun_race_failure(chunk)
+                raise
+            else:
+                self.note_write()
+                if created:
+                    self.undo.push('unmap the %d new mapping(s)' % len(created), self.bulk, 'delete', 'mappings', [m['id'] for m in created])
             for m in created:
                 made[(ref_path(m['host']), ref_path(m['volume']))] = m
-        return [made.get((ref_path(b['host']), b['volume']['ref'])) for b in bodies]
+        return [made.get((b['host']['ref'], b['volume']['ref'])) for _i, _e, b in work]
+
+    def create_mapping_item(self, item, entry, body):
+        """One mapping of a refused chunk: created, or (made meanwhile by another run as this task asks) used."""
+        try:
+            mapping = self.client.create('mappings', body, unique={'volume': body['volume'], 'host': body['host']})
+        except K2ConflictError:
+            found = self.client.find_one('mappings', {'volume': body['volume'], 'host': body['host']}, fields=['lun'])
+            if found is not None and body.get('lun') is not None:
+                self.fail("'%s' (%s) was mapped to host %s at LUN %s by another writer after this task read the host, "
+                          "where this task maps it at LUN %d: set %s to %s, or unmap it first."
+                          % (entry['name'], self.volume_option(item, entry), item.host_name, found.get('lun'), body['lun'],
+                             self.volume_option(item, entry, 'lun'), found.get('lun')))
+            raise
+        except K2Error as exc:
+            if exc.k2_code == 'MC_ERR_LUN_IN_USE':
+                self.lun_race_failure([(item, entry, body)])
+            raise
+        self.note_write()
+        if not self.client.adopted('mappings', mapping['id']):
+            self.undo.push("unmap '%s' from host %s" % (entry['name'], item.host_name), self.client.delete, 'mappings', mapping['id'])
+        return mapping
+
+    def lun_race_failure(self, chunk):
+        """An explicit LUN that another volume took on the host after this task read it: fail naming the item and the LUN."""
+        explicit = [(item, entry, body) for item, entry, body in chunk if body.get('lun') is not None]
+        if not explicit:
+            return
+        held = {}
+        for m in self.search_in('mappings', 'host', sorted(set(b['host']['ref'] for _i, _e, b in explicit)),
+                                fields=['volume', 'lun', 'host'], unique=False):
+            held[(ref_path(m['host']), m.get('lun'))] = m
+        for item, entry, body in explicit:
+            holder = held.get((body['host']['ref'], body['lun']))
+            if holder is None or ref_path(holder['volume']) == entry['ref']:
+                continue
+            resource, oid = parse_ref(holder['volume'])
+            named = self.search_in(resource, 'id', [oid], fields=['name']) if resource in ('volumes', 'snapshots') else []
+            name = named[0]['name'] if named else ref_path(holder['volume'])
+            kind = 'view' if resource == 'snapshots' else 'volume'
+            self.fail("LUN %d (%s, for '%s') was taken on host %s by %s '%s' after this task read the host (another "
+                      "writer mapped it meanwhile). Choose another LUN, or unmap '%s' first."
+                      % (body['lun'], self.volume_option(item, entry, 'lun'), entry['name'], item.host_name, kind, name, name))
+
+    @staticmethod
+    def volume_option(item, entry, key=None):
+        """``hosts[i].volumes[j]`` (or ``...[j].lun``) of a mapping entry."""
+        index = [n for n, _lun in item.wanted].index(entry['name'])
+        return '%s[%d]%s' % (item.option('volumes'), index, '.' + key if key else '')
 
     # results
 

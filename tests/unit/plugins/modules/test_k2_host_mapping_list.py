@@ -237,6 +237,8 @@ def test_failing_bulk_mapping_post_rolls_back_what_the_run_created(k2_server, co
             {'volume': {'ref': '/volumes/7'}, 'host': {'ref': '/hosts/4'}},
             {'volume': {'ref': '/volumes/9'}, 'host': {'ref': '/hosts/5'}},
         ], 400, error('MC_ERR_LUN_IN_USE: no free LUN left')),
+        # Is an explicit LUN of the batch held by another volume now (a race)? No: the array's own error stands.
+        by_hosts('mappings', ['/hosts/4'], 'id,volume,lun,host', []),
         # Newest first: the IQNs, then the hosts.
         ('DELETE', 'host_iqns/__bulk', None, [{'id': 20}, {'id': 21}], 204, None),
         ('DELETE', 'hosts/__bulk', None, [{'id': 4}, {'id': 5}], 204, None),
@@ -300,3 +302,166 @@ def test_host_type_change_is_one_bulk_patch(k2_server, conn, capsys):
     assert result['actions'] == [{'action': 'update', 'resource': 'host', 'name': 'h2', 'changes': {'type': {'before': 'Linux', 'after': 'ESX'}}}]
     assert result['hosts'][1]['host']['type'] == 'ESX'
     assert result['hosts'][0]['host']['type'] == 'Linux'
+
+
+# Races: eight runs at once (tests/reliability/test_concurrency.py). Another run creates a host, an IQN or a
+# mapping between this run's read and its POST; the refused create re-reads it and uses it when it is what this
+# run would have made, and never deletes it on rollback.
+
+def exists(message):
+    return {'error_code': 'MC_ERR_ALREADY_EXISTS', 'error_msg': message}
+
+
+def lun_in_use(message):
+    return {'error_code': 'MC_ERR_LUN_IN_USE', 'error_msg': message}
+
+
+HOSTS_BULK = [{'name': 'h1', 'type': 'Linux'}, {'name': 'h2', 'type': 'Linux'}]
+IQNS_BULK = [{'iqn': IQN1, 'host': {'ref': '/hosts/4'}}, {'iqn': IQN2, 'host': {'ref': '/hosts/5'}}]
+MAPS_BULK = [
+    {'volume': {'ref': '/volumes/8'}, 'host': {'ref': '/hosts/4'}, 'lun': 5},
+    {'volume': {'ref': '/volumes/7'}, 'host': {'ref': '/hosts/4'}},
+    {'volume': {'ref': '/volumes/9'}, 'host': {'ref': '/hosts/5'}},
+]
+MAPS_MADE = hits([mapping(12, '/volumes/8', 5, 4), mapping(11, '/volumes/7', 1, 4), mapping(13, '/volumes/9', 1, 5)])
+
+
+def test_race_host_and_its_iqn_made_by_another_run_are_used(k2_server, conn, capsys):
+    # After this run read the hosts (none), another run created h1 with IQN1: the IQN check sees IQN1 on a host
+    # named h1 - this item's host - and accepts it; the refused host and IQN creates re-read and use h1 and IQN1.
+    k2_server.register(
+        find_hosts(['h1', 'h2'], []),
+        iqn_owners([IQN1, IQN2], [iqn(20, IQN1, 4)]),
+        search('hosts', {'id__in': '4'}, 'id,name', 1) + (None, 200, hits([{'id': 4, 'name': 'h1'}])),
+        find_volumes(['v1', 'v2', 'v3'], VOLS),
+        ('POST', 'hosts/__bulk', None, HOSTS_BULK, 400, exists("bulk element 0: host 'h1' already exists (/hosts/4)")),
+        ('GET', 'hosts', {'name__in': 'h1,h2', '__sort': 'id', '__limit': '100', '__offset': '0'}, None, 200, hits([host(4, 'h1')])),
+        ('POST', 'hosts/__bulk', None, HOSTS_BULK[1:], 201, hits([host(5, 'h2')])),
+        ('POST', 'host_iqns/__bulk', None, IQNS_BULK, 400, exists("bulk element 0: IQN %s already exists (/host_iqns/20)" % IQN1)),
+        ('GET', 'host_iqns', {'iqn__in': '%s,%s' % (IQN1, IQN2), '__sort': 'id', '__limit': '100', '__offset': '0'}, None, 200,
+         hits([iqn(20, IQN1, 4)])),
+        ('POST', 'host_iqns/__bulk', None, IQNS_BULK[1:], 201, hits([iqn(21, IQN2, 5)])),
+        ('POST', 'mappings/__bulk', None, MAPS_BULK, 201, MAPS_MADE),
+    )
+    result, failed = run(conn, capsys, hosts=HOSTS)
+    assert not failed, result
+    assert [(h['host']['id'], h['host']['iqns']) for h in result['hosts']] == [(4, [IQN1]), (5, [IQN2])]
+    assert [[(m['volume'], m['lun'], m['id']) for m in h['mappings']] for h in result['hosts']] == [
+        [('v1', 1, 11), ('v2', 5, 12)], [('v3', 1, 13)]]
+    assert result['k2_requests'] == {'total': 11, 'GET': 6, 'POST': 5}
+
+
+def test_race_host_of_another_type_fails_naming_the_item(k2_server, conn, capsys):
+    create_reads(k2_server)
+    k2_server.register(
+        ('POST', 'hosts/__bulk', None, HOSTS_BULK, 400, exists("bulk element 1: host 'h2' already exists (/hosts/5)")),
+        ('GET', 'hosts', {'name__in': 'h1,h2', '__sort': 'id', '__limit': '100', '__offset': '0'}, None, 200,
+         hits([dict(host(5, 'h2'), type='ESX')])),
+        search('hosts', {'name__in': 'h1,h2'}, 'id,name,type', 2) + (None, 200, hits([{'id': 5, 'name': 'h2', 'type': 'ESX'}])),
+    )
+    result, failed = run(conn, capsys, hosts=HOSTS)
+    assert failed
+    assert ("Host 'h2' (hosts[1]) was created by another writer after this task read the hosts, with type ESX where this "
+            "task creates type Linux: set hosts[1].host_type: ESX") in result['msg']
+    assert result['changed'] is False and 'rollback' not in result
+
+
+def test_race_iqn_made_for_another_host_fails_naming_the_item_and_undoes_the_new_hosts(k2_server, conn, capsys):
+    create_reads(k2_server)
+    k2_server.register(
+        ('POST', 'hosts/__bulk', None, HOSTS_BULK, 201, hits([host(4, 'h1'), host(5, 'h2')])),
+        ('POST', 'host_iqns/__bulk', None, IQNS_BULK, 400, exists("bulk element 1: IQN %s already exists (/host_iqns/30)" % IQN2)),
+        ('GET', 'host_iqns', {'iqn__in': '%s,%s' % (IQN1, IQN2), '__sort': 'id', '__limit': '100', '__offset': '0'}, None, 200,
+         hits([iqn(30, IQN2, 9)])),
+        iqn_owners([IQN1, IQN2], [iqn(30, IQN2, 9)]),
+        search('hosts', {'id__in': '9'}, 'id,name', 1) + (None, 200, hits([{'id': 9, 'name': 'other'}])),
+        ('DELETE', 'hosts/__bulk', None, [{'id': 4}, {'id': 5}], 204, None),
+    )
+    result, failed = run(conn, capsys, hosts=HOSTS)
+    assert failed
+    assert ('iSCSI initiator(s) already registered on the array for another host: %s (host other) (hosts[1].iqns), '
+            'registered there by another writer after this task read the array' % IQN2) in result['msg']
+    assert result['rollback'] == [{'step': "delete the new hosts 'h1', 'h2'", 'error': None}]
+
+
+def test_race_mapping_made_by_another_run_is_used(k2_server, conn, capsys):
+    # Another run mapped v2 to h1 at LUN 5 (as this run asks) after this run's read: the refused batch is made one
+    # mapping at a time, v2's re-read by volume and host and used; the others are created, explicit LUN first.
+    existing_reads(k2_server, maps=[])
+    k2_server.register(
+        ('POST', 'mappings/__bulk', None, MAPS_BULK, 400, exists('bulk element 0: /volumes/8 is already mapped to host h1')),
+        ('POST', 'mappings', None, MAPS_BULK[0], 400, exists('/volumes/8 is already mapped to host h1 (/mappings/30, LUN 5)')),
+        ('GET', 'mappings', {'volume.ref': '/volumes/8', 'host.ref': '/hosts/4', '__limit': '2'}, None, 200,
+         hits([mapping(30, '/volumes/8', 5, 4)])),
+        ('POST', 'mappings', None, MAPS_BULK[1], 201, mapping(31, '/volumes/7', 1, 4)),
+        ('POST', 'mappings', None, MAPS_BULK[2], 201, mapping(32, '/volumes/9', 1, 5)),
+    )
+    result, failed = run(conn, capsys, hosts=HOSTS)
+    assert not failed, result
+    assert [[(m['volume'], m['lun'], m['id']) for m in h['mappings']] for h in result['hosts']] == [
+        [('v1', 1, 31), ('v2', 5, 30)], [('v3', 1, 32)]]
+
+
+def test_race_mapping_at_another_lun_fails_naming_the_item_and_keeps_the_other_runs_mapping(k2_server, conn, capsys):
+    existing_reads(k2_server, maps=[])
+    bodies = [{'volume': {'ref': '/volumes/7'}, 'host': {'ref': '/hosts/4'}, 'lun': 1},
+              {'volume': {'ref': '/volumes/8'}, 'host': {'ref': '/hosts/4'}, 'lun': 5},
+              {'volume': {'ref': '/volumes/9'}, 'host': {'ref': '/hosts/5'}, 'lun': 2}]
+    k2_server.register(
+        ('POST', 'mappings/__bulk', None, bodies, 400, exists('bulk element 1: /volumes/8 is already mapped to host h1')),
+        ('POST', 'mappings', None, bodies[0], 201, mapping(11, '/volumes/7', 1, 4)),
+        # v2: mapped meanwhile at LUN 5 as this run asks: used.
+        ('POST', 'mappings', None, bodies[1], 400, exists('/volumes/8 is already mapped to host h1 (/mappings/30, LUN 5)')),
+        ('GET', 'mappings', {'volume.ref': '/volumes/8', 'host.ref': '/hosts/4', '__limit': '2'}, None, 200,
+         hits([mapping(30, '/volumes/8', 5, 4)])),
+        # v3: mapped meanwhile at LUN 4, this run asks for 2.
+        ('POST', 'mappings', None, bodies[2], 400, exists('/volumes/9 is already mapped to host h2 (/mappings/31, LUN 4)')),
+        ('GET', 'mappings', {'volume.ref': '/volumes/9', 'host.ref': '/hosts/5', '__limit': '2'}, None, 200,
+         hits([mapping(31, '/volumes/9', 4, 5)])),
+        ('GET', 'mappings', {'volume.ref': '/volumes/9', 'host.ref': '/hosts/5', '__fields': 'id,lun', '__limit': '2'}, None, 200,
+         hits([{'id': 31, 'lun': 4}])),
+        # Only this run's own mapping is undone; the one it used (30) and the other run's (31) stay.
+        ('DELETE', 'mappings/11', None, None, 204, None),
+    )
+    result, failed = run(conn, capsys, hosts=[
+        {'host': 'h1', 'iqns': [IQN1], 'volumes': [{'name': 'v1', 'lun': 1}, {'name': 'v2', 'lun': 5}]},
+        {'host': 'h2', 'iqns': [IQN2], 'volumes': [{'name': 'v3', 'lun': 2}]}])
+    assert failed
+    assert ("'v3' (hosts[1].volumes[0]) was mapped to host h2 at LUN 4 by another writer after this task read the host, "
+            "where this task maps it at LUN 2: set hosts[1].volumes[0].lun to 4, or unmap it first.") in result['msg']
+    assert result['rollback'] == [{'step': "unmap 'v1' from host h1", 'error': None}]
+    assert result['changed'] is True
+
+
+def test_race_explicit_lun_taken_by_another_volume_fails_naming_the_item_and_the_lun(k2_server, conn, capsys):
+    existing_reads(k2_server, maps=[])
+    k2_server.register(
+        ('POST', 'mappings/__bulk', None, MAPS_BULK, 400, lun_in_use('LUN 5 is already used on host h1')),
+        by_hosts('mappings', ['/hosts/4'], 'id,volume,lun,host', [mapping(40, '/volumes/99', 5, 4)]),
+        search('volumes', {'id__in': '99'}, 'id,name', 1) + (None, 200, hits([{'id': 99, 'name': 'v9'}])),
+    )
+    result, failed = run(conn, capsys, hosts=HOSTS)
+    assert failed
+    assert ("LUN 5 (hosts[0].volumes[1].lun, for 'v2') was taken on host h1 by volume 'v9' after this task read the host "
+            "(another writer mapped it meanwhile). Choose another LUN, or unmap 'v9' first.") in result['msg']
+    assert result['changed'] is False
+
+
+def test_rollback_does_not_delete_a_host_another_run_created(k2_server, conn, capsys):
+    create_reads(k2_server)
+    k2_server.register(
+        ('POST', 'hosts/__bulk', None, HOSTS_BULK, 400, exists("bulk element 0: host 'h1' already exists (/hosts/4)")),
+        ('GET', 'hosts', {'name__in': 'h1,h2', '__sort': 'id', '__limit': '100', '__offset': '0'}, None, 200, hits([host(4, 'h1')])),
+        ('POST', 'hosts/__bulk', None, HOSTS_BULK[1:], 201, hits([host(5, 'h2')])),
+        ('POST', 'host_iqns/__bulk', None, IQNS_BULK, 201, hits([iqn(20, IQN1, 4), iqn(21, IQN2, 5)])),
+        ('POST', 'mappings/__bulk', None, MAPS_BULK, 404, error('volume /volumes/9 does not exist')),
+        # Newest first: this run's IQNs, then only the host this run created (h2); h1 is the other run's.
+        ('DELETE', 'host_iqns/__bulk', None, [{'id': 20}, {'id': 21}], 204, None),
+        ('DELETE', 'hosts/__bulk', None, [{'id': 5}], 204, None),
+    )
+    result, failed = run(conn, capsys, hosts=HOSTS)
+    assert failed
+    assert result['rollback'] == [
+        {'step': "remove the new IQNs '%s', '%s'" % (IQN1, IQN2), 'error': None},
+        {'step': "delete the new hosts 'h2'", 'error': None},
+    ]
