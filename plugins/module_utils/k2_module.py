@@ -41,8 +41,12 @@ What the base does, once for every module:
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import binascii
 import copy
 import json
+import os
+import re
+import sys
 from collections import Counter
 from contextlib import contextmanager
 
@@ -365,6 +369,8 @@ def describe_rollback(report):
 # and anything deeper than SCRUB_MAX_DEPTH, go to Ansible's remove_values whole.
 SCRUB_SPLIT_CHARS = 4096
 SCRUB_MAX_DEPTH = 32
+# How deep (dict values only, never list items) the result is searched for containers it holds twice.
+SHARED_DEPTH = 4
 
 
 def _json_text(value):
@@ -373,6 +379,44 @@ def _json_text(value):
         return json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RuntimeError):     # bytes, sets, dates, Ansible objects; NaN; cycles, recursion
         return None
+
+
+def _shared_containers(value, max_depth=SHARED_DEPTH):
+    """``(shared, above)``: ``{id: container}`` of the dicts and lists met more than once among the values of plain
+    dicts, down to ``max_depth`` levels (each container is looked into once, list items are never looked at), and the
+    ids of the plain dicts on the way to them (``value`` included)."""
+    if type(value) is not dict:
+        return {}, set()
+    seen, shared = set([id(value)]), {}
+
+    def count(item, depth):
+        for child in item.values():
+            kind = type(child)
+            if kind is dict or kind is list:
+                if id(child) in seen:
+                    shared[id(child)] = child
+                else:
+                    seen.add(id(child))
+                    if kind is dict and depth < max_depth:
+                        count(child, depth + 1)
+
+    count(value, 1)
+    above = set()
+
+    def mark(item, depth):
+        found = False
+        for child in item.values():
+            if id(child) in shared:
+                found = True
+            elif type(child) is dict and depth < max_depth and id(child) not in above and mark(child, depth + 1):
+                found = True
+        if found:
+            above.add(id(item))
+        return found
+
+    if shared:
+        mark(value, 1)
+    return shared, above
 
 
 def scrub_no_log(value, no_log_strings, remove_values):
@@ -386,16 +430,27 @@ def scrub_no_log(value, no_log_strings, remove_values):
     the stdlib encoder does not know). So a subtree whose JSON text holds no escaped no_log value would come back
     from ``remove_values`` equal to itself, and is returned as it is. A subtree that does hold one is split into its
     items when it is a large plain dict (whose keys hold none) or list, and otherwise handed to ``remove_values``
-    whole; a container met twice (k2_facts returns its facts as ``ansible_facts.k2`` and as ``k2``) is checked and
-    scrubbed once. The result equals ``remove_values(value, no_log_strings)``.
+    whole. A container met twice (k2_facts returns its facts as ``ansible_facts.k2`` and as ``k2``) is checked and
+    scrubbed once: the plain dicts above it (found among dict values a few levels down, see ``_shared_containers``)
+    are split into their items without being encoded first (splitting a plain dict whose keys hold no no_log value
+    gives what ``remove_values`` gives, whether or not its values hold one), so that its JSON text is computed once.
+    The result equals ``remove_values(value, no_log_strings)``.
     """
     needles = [json.dumps(to_native(s, errors='surrogate_or_strict'), ensure_ascii=False)[1:-1] for s in no_log_strings]
     if not isinstance(value, dict) or not all(needles):
         return remove_values(value, no_log_strings)
     memo = {}
+    dummy, above = _shared_containers(value)
 
     def holds_secret(text):
         return any(needle in text for needle in needles)
+
+    def split_dict(item, depth):
+        keys = list(item)
+        keys_text = _json_text(keys) if all(type(k) is str for k in keys) else None
+        if keys_text is None or holds_secret(keys_text):
+            return remove_values(item, no_log_strings)
+        return dict((k, scrub(v, depth + 1)) for k, v in item.items())
 
     def scrub(item, depth):
         kind = type(item)
@@ -404,30 +459,108 @@ def scrub_no_log(value, no_log_strings, remove_values):
             return item if text is not None and not holds_secret(text) else remove_values(item, no_log_strings)
         if id(item) in memo:
             return memo[id(item)][1]
-        # the result dict itself (depth 0) is always split: it holds the invocation, with the password, next to the data
-        text = _json_text(item) if depth else None
-        if text is not None and not holds_secret(text):
-            out = item
-        elif depth >= SCRUB_MAX_DEPTH or (text is not None and len(text) < SCRUB_SPLIT_CHARS):
-            out = remove_values(item, no_log_strings)
-        elif kind is list:
-            out = [scrub(elem, depth + 1) for elem in item]
+        if kind is dict and (depth == 0 or id(item) in above) and depth < SCRUB_MAX_DEPTH:
+            # the result dict itself (depth 0) is always split: it holds the invocation, with the password, next to
+            # the data; the dicts above a container met twice are split so that it is encoded once
+            out = split_dict(item, depth)
         else:
-            keys = list(item)
-            keys_text = _json_text(keys) if all(type(k) is str for k in keys) else None
-            if keys_text is None or holds_secret(keys_text):
+            text = _json_text(item)
+            if text is not None and not holds_secret(text):
+                out = item
+            elif depth >= SCRUB_MAX_DEPTH or (text is not None and len(text) < SCRUB_SPLIT_CHARS):
                 out = remove_values(item, no_log_strings)
+            elif kind is list:
+                out = [scrub(elem, depth + 1) for elem in item]
             else:
-                out = dict((k, scrub(v, depth + 1)) for k, v in item.items())
+                out = split_dict(item, depth)
         memo[id(item)] = (item, out)      # the item is kept alive with its id
         return out
 
     return scrub(value, 0)
 
 
+class _Capture(object):
+    """A stand-in for ``sys.stdout`` that keeps what is written."""
+
+    def __init__(self):
+        self.parts = []
+
+    def write(self, text):
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def text(self):
+        return ''.join(self.parts)
+
+
+def _captured(record, value):
+    """What ``record(value)`` prints (``'\\n' + JSON + '\\n'``), as a string, printing nothing."""
+    capture, saved = _Capture(), sys.stdout
+    sys.stdout = capture
+    try:
+        record(value)
+    finally:
+        sys.stdout = saved
+    return capture.text()
+
+
+def record_sharing(record, result):
+    """``record(result)`` (Ansible's ``_record_module_result``: ``print('\\n' + JSON of result)``), with each container
+    the result holds twice (k2_facts: ``ansible_facts.k2`` and ``k2``) encoded once.
+
+    Ansible's module encoder (no indent) writes a value's JSON text from the value alone, wherever it sits. So the
+    result is encoded by ``record`` itself with each shared container replaced by a marker string, the container is
+    encoded by ``record`` too (as the one item of a list, that is where a nested value is encoded), and the marker's
+    text is replaced by the container's: the same characters ``record(result)`` prints. Anything unexpected (a marker
+    text found a different number of times than placed, a text not shaped as ``print`` makes it, an error) falls
+    back to ``record(result)`` itself, before anything was printed.
+    """
+    shared, above = _shared_containers(result)
+    if not shared:
+        return record(result)
+    token = 'k2-shared-%s-' % binascii.hexlify(os.urandom(12)).decode('ascii')
+    markers = dict((key, '%s%d' % (token, number)) for number, key in enumerate(shared))
+    placed = Counter()
+
+    def frame(item):
+        out = {}
+        for key, child in item.items():
+            if id(child) in markers:
+                out[key] = markers[id(child)]
+                placed[markers[id(child)]] += 1
+            elif type(child) is dict and id(child) in above:
+                out[key] = frame(child)
+            else:
+                out[key] = child
+        return out
+
+    try:
+        framed = _captured(record, frame(result))
+        texts = {}
+        for key, marker in markers.items():
+            text = _captured(record, [shared[key]])
+            if not (text.startswith('\n[') and text.endswith(']\n')):
+                raise ValueError('unexpected text')
+            texts[marker] = text[2:-2]
+        pieces = re.split('"(%s[0-9]+)"' % token, framed)
+        if not (framed.startswith('\n') and framed.endswith('\n')) or \
+                Counter(pieces[1::2]) != placed or any(token in piece for piece in pieces[0::2]):
+            raise ValueError('unexpected text')
+    except Exception:  # pylint: disable=broad-except
+        # whatever went wrong, Ansible's own path prints the result or raises its own error
+        return record(result)
+    for number, piece in enumerate(pieces):
+        sys.stdout.write(texts[piece] if number % 2 else piece)
+    return None
+
+
 @contextmanager
-def scrubbing_only_what_holds_secrets():
-    """While exit_json / fail_json run, Ansible's ``remove_values`` on the result goes through ``scrub_no_log``."""
+def scrubbing_only_what_holds_secrets(module=None):
+    """While exit_json / fail_json run, Ansible's ``remove_values`` on the result goes through ``scrub_no_log``, and
+    ``module``'s ``_record_module_result`` (ansible-core 2.19: the print of the result) through ``record_sharing``."""
     original = getattr(ansible_basic, 'remove_values', None)
     if original is None:
         yield
@@ -437,10 +570,20 @@ def scrubbing_only_what_holds_secrets():
         return scrub_no_log(value, no_log_strings, original)
 
     ansible_basic.remove_values = remove_values
+    record = getattr(module, '_record_module_result', None)
+    # only Ansible's own print of the result (ansible.netcommon replaces it to run modules in the worker)
+    func = getattr(record, '__func__', None)
+    patched = (func is not None and getattr(func, '__module__', None) == 'ansible.module_utils.basic'
+               and getattr(func, '__qualname__', None) == 'AnsibleModule._record_module_result'
+               and '_record_module_result' not in vars(module))
+    if patched:
+        module._record_module_result = lambda result: record_sharing(record, result)
     try:
         yield
     finally:
         ansible_basic.remove_values = original
+        if patched:
+            del module._record_module_result
 
 
 # --------------------------------------------------------------------------- module
@@ -686,7 +829,7 @@ class K2Module(object):
         result['k2_requests'] = self.request_counters()
         self.undo = Rollback()  # success: the undo steps are no longer wanted
         self._close()
-        with scrubbing_only_what_holds_secrets():
+        with scrubbing_only_what_holds_secrets(self.module):
             self.module.exit_json(**result)
 
     def note_write(self):
@@ -707,7 +850,7 @@ class K2Module(object):
         result.setdefault('actions', self.result['actions'])
         result['k2_requests'] = self.request_counters()
         self._close()
-        with scrubbing_only_what_holds_secrets():
+        with scrubbing_only_what_holds_secrets(self.module):
             self.module.fail_json(msg=msg, **result)
 
     def fail_error(self, what, exc):

@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""K2Module.exit() / fail(): no_log values are scrubbed from the result only where they occur (scrub_no_log).
+"""K2Module.exit() / fail(): no_log values are scrubbed from the result only where they occur (scrub_no_log), and
+facts held twice are encoded once (record_sharing).
 
 Modules run through a real AnsibleModule (patch_module_args, result read from stdout). Every result is compared with
 the one Ansible's own path gives (``scrubbing_only_what_holds_secrets`` replaced by a no-op, so exit_json scrubs with
@@ -16,18 +17,22 @@ __metaclass__ = type
 
 import contextlib
 import json
+import sys
 
 import pytest
 from hypothesis import given, strategies as st
 
 from ansible.module_utils import basic as ansible_basic
+from ansible.module_utils.common.json import Direction, get_module_encoder
 from ansible.module_utils.common.parameters import remove_values
 
 from ansible_collections.kaminario.k2.plugins.module_utils import k2_module
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_module import K2Module, scrub_no_log
+from ansible.module_utils.testing import patch_module_args
 from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import run_module
 
 PASSWORD = 's3cr3t-pw'
+ENCODER = get_module_encoder('legacy', Direction.MODULE_TO_CONTROLLER)
 MASK = 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'
 
 # The module's result: `build(payload)`, set per test (the payload says where the password goes).
@@ -218,3 +223,106 @@ def test_scrub_no_log_hands_unknown_types_to_remove_values():
     expected = remove_values(value, ['s3cr3t'])
     assert got['raw'] == expected['raw'] == b'bytes ********'
     assert got['set'] == expected['set'] and got['ok'] == 'fine'
+
+
+# ------------------------------------------------------------------ record_sharing: the facts held twice are encoded once
+
+def raw_stdout(conn, capsys, monkeypatch, plain, secret_at=None, **args):
+    """Run DemoResult; returns exactly what it printed."""
+    RESULT.clear()
+    RESULT['facts'] = facts(secret_at)
+    RESULT['message'] = 'nothing'
+    if plain:
+        monkeypatch.setattr(k2_module, 'scrubbing_only_what_holds_secrets', contextlib.nullcontext)
+    try:
+        with patch_module_args(dict(conn, k2_password=PASSWORD, **args)):
+            with pytest.raises(SystemExit):
+                demo_main()
+    finally:
+        monkeypatch.undo()
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize('secret_at', [None, 'nested', 'key'])
+@pytest.mark.parametrize('fail', [False, True])
+def test_exit_prints_the_same_characters_as_ansible(no_server_conn, capsys, monkeypatch, secret_at, fail):
+    calls = []
+    original = k2_module.record_sharing
+
+    def spy(record, result):
+        calls.append(sorted(result))
+        return original(record, result)
+
+    monkeypatch.setattr(k2_module, 'record_sharing', spy)
+    fast = raw_stdout(no_server_conn, capsys, monkeypatch, False, secret_at=secret_at, fail=fail)
+    plain = raw_stdout(no_server_conn, capsys, monkeypatch, True, secret_at=secret_at, fail=fail)
+    assert fast == plain
+    assert len(calls) == 1
+    if not fail:
+        parsed = json.loads(fast)
+        assert parsed['demo'] == parsed['ansible_facts']['demo']
+
+
+def test_record_sharing_encodes_the_shared_facts_once(capsys, monkeypatch):
+    monkeypatch.setattr(ansible_basic, '_ANSIBLE_PROFILE', 'legacy')
+    shared = facts()
+    result = {'changed': False, 'ansible_facts': {'demo': shared, 'other': 1}, 'demo': shared, 'n': None}
+    encoded = []
+
+    def record(value):
+        encoded.append(value)
+        ansible_basic.AnsibleModule._record_module_result(None, value)
+
+    record(result)
+    expected = capsys.readouterr().out
+    del encoded[:]
+    k2_module.record_sharing(record, result)
+    assert capsys.readouterr().out == expected
+    # the result with a marker in place of the facts, then the facts once (as the item of a list)
+    assert len(encoded) == 2 and encoded[1] == [shared] and encoded[1][0] is shared
+    assert isinstance(encoded[0]['demo'], str) and encoded[0]['ansible_facts']['demo'] == encoded[0]['demo']
+
+
+@given(value=st.dictionaries(TEXT, VALUES, max_size=4), shared=VALUES, keys=st.lists(TEXT, min_size=2, max_size=4))
+def test_record_sharing_prints_what_record_prints(value, shared, keys):
+    if not isinstance(shared, (dict, list)):
+        shared = [shared]
+    result = dict(value)
+    result[keys[0]] = shared
+    result.setdefault('nested', {})
+    if isinstance(result['nested'], dict):
+        result['nested'] = dict(result['nested'], **{keys[-1]: shared})
+    out = {}
+
+    def record(item):
+        # what AnsibleModule._record_module_result prints, with the encoder of the legacy profile
+        sys.stdout.write('\n%s\n' % json.dumps(item, cls=ENCODER))
+
+    for name, func in (('plain', record), ('sharing', lambda item: k2_module.record_sharing(record, item))):
+        capture = k2_module._Capture()
+        saved, sys.stdout = sys.stdout, capture
+        try:
+            func(result)
+        finally:
+            sys.stdout = saved
+        out[name] = capture.text()
+    assert out['sharing'] == out['plain']
+
+
+
+def test_scrub_no_log_encodes_facts_held_twice_once(monkeypatch):
+    shared = facts()
+    texts = []
+    original = k2_module._json_text
+
+    def spy(value):
+        text = original(value)
+        texts.append(text or '')
+        return text
+
+    monkeypatch.setattr(k2_module, '_json_text', spy)
+    got = scrub_no_log({'ansible_facts': {'demo': shared}, 'demo': shared, 'invocation': {'pw': PASSWORD}},
+                       [PASSWORD], remove_values)
+    assert got['demo'] is shared and got['ansible_facts']['demo'] is shared
+    assert got['invocation'] == {'pw': MASK}
+    assert sum(1 for text in texts if 'vol-0001' in text) == 1
