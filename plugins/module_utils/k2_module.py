@@ -594,7 +594,31 @@ class K2AnsibleModule(AnsibleModule):
     ansible-core reports a dict option with sub-options (``target``, ``peer``) given a string that is neither JSON nor
     key=value as just "dictionary requested, could not parse JSON or key=value" (its no_log scan raises before the type
     check names the option); the option is added to that message.
+
+    Given anything else that is not a dict (a number, a list: ``peer: 1``, ``target: [1]``), ansible-core's sub-option
+    validation raises TypeError ("argument of type 'int' is not iterable": set_fallbacks() runs on each element before
+    the element is checked to be a dict), a traceback instead of a failed task. Such a value is taken out before
+    ansible-core validates the arguments, and the task fails naming the option.
     """
+
+    def _load_params(self):
+        super(K2AnsibleModule, self)._load_params()
+        self._k2_shape_errors = []
+        params = self.params if isinstance(self.params, dict) else {}
+        for name, opt in (self.argument_spec or {}).items():
+            if opt.get('type') != 'dict' or not opt.get('options'):
+                continue
+            for key in [name] + list(opt.get('aliases') or []):
+                value = params.get(key)
+                if value is not None and not isinstance(value, (dict, str)):
+                    self._k2_shape_errors.append("argument '%s' is of type %s and we were unable to convert to dict: a "
+                                                 "dictionary of its sub-options is required" % (key, type(value).__name__))
+                    params[key] = None
+
+    def __init__(self, *args, **kwargs):
+        super(K2AnsibleModule, self).__init__(*args, **kwargs)
+        if getattr(self, '_k2_shape_errors', None):
+            self.fail_json(msg='; '.join(self._k2_shape_errors))
 
     def fail_json(self, msg, **kwargs):
         if isinstance(msg, str) and msg.startswith('dictionary requested') and isinstance(getattr(self, 'params', None), dict):
@@ -602,6 +626,9 @@ class K2AnsibleModule(AnsibleModule):
                          if opt.get('type') == 'dict' and isinstance(self.params.get(name), str))
             if bad:
                 msg = 'argument %s: %s' % (', '.join("'%s'" % name for name in bad), msg)
+        shape = getattr(self, '_k2_shape_errors', None)
+        if shape and isinstance(msg, str) and not msg.startswith(shape[0]):
+            msg = '%s; %s' % ('; '.join(shape), msg)
         super(K2AnsibleModule, self).fail_json(msg=msg, **kwargs)
 
 

@@ -107,3 +107,24 @@ def test_replication_poll_interval_nan(k2_server, conn, capsys):
     result, failed = run_module(k2_replication.main, dict(conn, name='fz-rep', poll_interval=float('nan')), capsys)
     assert failed and 'poll_interval' in result['msg']
     assert k2_server.received == []
+
+
+@pytest.mark.parametrize('option, value', [('target', [1]), ('peer', 1), ('peer', [1]), ('peer', 1.5), ('target', ['a']),
+                                           ('target', True)])
+def test_replication_dict_option_given_a_non_dict_names_the_option(k2_server, conn, capsys, option, value):
+    """ansible-core's sub-option validation raised TypeError ("argument of type 'int' is not iterable") for target=[1] or
+    peer=1: a traceback instead of a failed task (fuzz case: name=fz-rep, target=[1])."""
+    from ansible_collections.kaminario.k2.plugins.modules import k2_replication
+    result, failed = run_module(k2_replication.main, dict(conn, name='fz-rep', **{option: value}), capsys)
+    assert failed
+    assert result['msg'].startswith("argument '%s' is of type %s" % (option, type(value).__name__))
+    assert 'exception' not in result
+    assert k2_server.received == []
+
+
+def test_failover_target_given_a_list_names_the_option(k2_server, conn, capsys):
+    from ansible_collections.kaminario.k2.plugins.modules import k2_failover
+    result, failed = run_module(k2_failover.main, dict(conn, sessions=[dict(name='fz-rep')], state='test_cleanup', target=[1]), capsys)
+    assert failed
+    assert result['msg'].startswith("argument 'target' is of type list")
+    assert k2_server.received == []
