@@ -44,6 +44,7 @@ __metaclass__ = type
 import binascii
 import copy
 import json
+import math
 import os
 import re
 import sys
@@ -419,7 +420,37 @@ def _shared_containers(value, max_depth=SHARED_DEPTH):
     return shared, above
 
 
-def scrub_no_log(value, no_log_strings, remove_values):
+def _plain(value):
+    """True when ``value`` is made only of dicts with str keys, lists, strs, ints, finite floats, booleans and None
+    (exactly those types, no subclass)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            if not all(type(k) is str for k in item):
+                return False
+            children = item.values()
+        elif kind is list:
+            children = item
+        else:
+            return False
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append(child)
+            elif kind is float:
+                if not math.isfinite(child):
+                    return False
+            elif kind not in _PLAIN_SCALARS:
+                return False
+    return True
+
+
+_PLAIN_SCALARS = frozenset([str, int, bool, type(None)])
+
+
+def scrub_no_log(value, no_log_strings, remove_values, encode=None, texts=None):
     """What ``remove_values(value, no_log_strings)`` returns, without walking the parts that hold no no_log value.
 
     Soundness. ``remove_values`` (ansible-core 2.16 to 2.19) changes only strings, ints and floats whose text
@@ -431,48 +462,78 @@ def scrub_no_log(value, no_log_strings, remove_values):
     from ``remove_values`` equal to itself, and is returned as it is. A subtree that does hold one is split into its
     items when it is a large plain dict (whose keys hold none) or list, and otherwise handed to ``remove_values``
     whole. A container met twice (k2_facts returns its facts as ``ansible_facts.k2`` and as ``k2``) is checked and
-    scrubbed once: the plain dicts above it (found among dict values a few levels down, see ``_shared_containers``)
-    are split into their items without being encoded first (splitting a plain dict whose keys hold no no_log value
-    gives what ``remove_values`` gives, whether or not its values hold one), so that its JSON text is computed once.
-    The result equals ``remove_values(value, no_log_strings)``.
+    scrubbed once: the plain dicts above it (found among dict values a few levels down, see ``_shared_containers``),
+    and that container itself when it is a dict, are split into their items without being encoded first (splitting a
+    plain dict whose keys hold no no_log value gives what ``remove_values`` gives, whether or not its values hold
+    one), so that its JSON text is computed once.
+    With ``encode`` (the module's own encoder: ``record_sharing`` prints the result with it, see there), the parts of
+    a container met twice that are made only of plain JSON types (``_plain``: exactly dict with str keys, list, str,
+    int, finite float, bool, None) are checked on ``encode``'s text instead, kept in ``texts`` (``{id: (container,
+    text)}``, those that hold no no_log value) for ``record_sharing``: for those types the module encoder is the
+    stdlib encoder (ensure_ascii on or off), which escapes character by character and writes an int or a finite float
+    as its ``str()``, so the argument above holds with the no_log values escaped by ``encode`` too. The result equals
+    ``remove_values(value, no_log_strings)``.
     """
     needles = [json.dumps(to_native(s, errors='surrogate_or_strict'), ensure_ascii=False)[1:-1] for s in no_log_strings]
     if not isinstance(value, dict) or not all(needles):
         return remove_values(value, no_log_strings)
     memo = {}
-    dummy, above = _shared_containers(value)
+    texts = {} if texts is None else texts
+    shared, above = _shared_containers(value)
+    if encode is not None and shared:
+        try:
+            encoded_needles = [encode(to_native(s, errors='surrogate_or_strict'))[1:-1] for s in no_log_strings]
+        except Exception:  # pylint: disable=broad-except
+            encoded_needles = None
+        if encoded_needles is None or not all(encoded_needles):
+            encode = None
 
     def holds_secret(text):
         return any(needle in text for needle in needles)
 
-    def split_dict(item, depth):
+    def split_dict(item, depth, inside):
         keys = list(item)
         keys_text = _json_text(keys) if all(type(k) is str for k in keys) else None
         if keys_text is None or holds_secret(keys_text):
             return remove_values(item, no_log_strings)
-        return dict((k, scrub(v, depth + 1)) for k, v in item.items())
+        return dict((k, scrub(v, depth + 1, inside)) for k, v in item.items())
 
-    def scrub(item, depth):
+    def check(item, inside):
+        """``(text, clean)``: the container's JSON text, and whether it holds no no_log value."""
+        if inside and _plain(item):
+            text = encode(item)
+            if text is not None:
+                clean = not any(needle in text for needle in encoded_needles)
+                if clean:
+                    texts[id(item)] = (item, text)
+                return text, clean
+        text = _json_text(item)
+        return text, text is not None and not holds_secret(text)
+
+    def scrub(item, depth, inside=False):
         kind = type(item)
         if kind is not dict and kind is not list:
             text = _json_text(item)
             return item if text is not None and not holds_secret(text) else remove_values(item, no_log_strings)
         if id(item) in memo:
             return memo[id(item)][1]
-        if kind is dict and (depth == 0 or id(item) in above) and depth < SCRUB_MAX_DEPTH:
+        # inside a container met twice, plain parts are checked on the module encoder's text, kept for record_sharing
+        inside = encode is not None and (inside or id(item) in shared)
+        if kind is dict and (depth == 0 or id(item) in above or id(item) in shared) and depth < SCRUB_MAX_DEPTH:
             # the result dict itself (depth 0) is always split: it holds the invocation, with the password, next to
-            # the data; the dicts above a container met twice are split so that it is encoded once
-            out = split_dict(item, depth)
+            # the data; the dicts above a container met twice are split so that it is encoded once, and a dict met
+            # twice too, so that a no_log value in one of its parts does not make the others encoded again
+            out = split_dict(item, depth, inside)
         else:
-            text = _json_text(item)
-            if text is not None and not holds_secret(text):
+            text, clean = check(item, inside)
+            if clean:
                 out = item
             elif depth >= SCRUB_MAX_DEPTH or (text is not None and len(text) < SCRUB_SPLIT_CHARS):
                 out = remove_values(item, no_log_strings)
             elif kind is list:
-                out = [scrub(elem, depth + 1) for elem in item]
+                out = [scrub(elem, depth + 1, inside) for elem in item]
             else:
-                out = split_dict(item, depth)
+                out = split_dict(item, depth, inside)
         memo[id(item)] = (item, out)      # the item is kept alive with its id
         return out
 
@@ -507,53 +568,91 @@ def _captured(record, value):
     return capture.text()
 
 
-def record_sharing(record, result):
+def module_text(record, value):
+    """The JSON text ``record`` (Ansible's ``_record_module_result``) writes for ``value`` where it is nested in the
+    result (the one item of a list), or None when it refuses it or prints something else."""
+    try:
+        text = _captured(record, [value])
+    except Exception:  # pylint: disable=broad-except
+        return None
+    return text[2:-2] if text.startswith('\n[') and text.endswith(']\n') else None
+
+
+def record_sharing(record, result, texts=None):
     """``record(result)`` (Ansible's ``_record_module_result``: ``print('\\n' + JSON of result)``), with each container
     the result holds twice (k2_facts: ``ansible_facts.k2`` and ``k2``) encoded once.
 
     Ansible's module encoder (no indent) writes a value's JSON text from the value alone, wherever it sits. So the
     result is encoded by ``record`` itself with each shared container replaced by a marker string, the container is
     encoded by ``record`` too (as the one item of a list, that is where a nested value is encoded), and the marker's
-    text is replaced by the container's: the same characters ``record(result)`` prints. Anything unexpected (a marker
-    text found a different number of times than placed, a text not shaped as ``print`` makes it, an error) falls
+    text is replaced by the container's: the same characters ``record(result)`` prints. ``texts``: ``{id: (container,
+    text)}`` made by ``module_text`` already (by ``scrub_no_log``); a container in it, still the same object, is
+    replaced by a marker too (in the shared container's own text) and its text is not made again. Anything unexpected
+    (a marker text found other than where it was placed, a text not shaped as ``print`` makes it, an error) falls
     back to ``record(result)`` itself, before anything was printed.
     """
+    texts = texts or {}
     shared, above = _shared_containers(result)
     if not shared:
         return record(result)
     token = 'k2-shared-%s-' % binascii.hexlify(os.urandom(12)).decode('ascii')
-    markers = dict((key, '%s%d' % (token, number)) for number, key in enumerate(shared))
-    placed = Counter()
+    markers, encoded, expected = {}, {}, {}
 
-    def frame(item):
+    def known(child):
+        entry = texts.get(id(child))
+        return entry is not None and entry[0] is child
+
+    def mark(child):
+        if id(child) not in markers:
+            marker = markers[id(child)] = '%s%d' % (token, len(markers))
+            if known(child):
+                encoded[marker] = texts[id(child)][1]
+                expected[marker] = Counter()
+            else:
+                placed = Counter()
+                text = module_text(record, frame(child, placed, True) if type(child) is dict else child)
+                if text is None:
+                    raise ValueError('unexpected text')
+                encoded[marker], expected[marker] = text, placed
+        return markers[id(child)]
+
+    def frame(item, placed, inner=False):
         out = {}
         for key, child in item.items():
-            if id(child) in markers:
-                out[key] = markers[id(child)]
-                placed[markers[id(child)]] += 1
-            elif type(child) is dict and id(child) in above:
-                out[key] = frame(child)
+            if id(child) in shared or (inner and known(child)):
+                out[key] = mark(child)
+                placed[out[key]] += 1
+            elif type(child) is dict and (id(child) in above or inner):
+                out[key] = frame(child, placed, inner)
             else:
                 out[key] = child
         return out
 
-    try:
-        framed = _captured(record, frame(result))
-        texts = {}
-        for key, marker in markers.items():
-            text = _captured(record, [shared[key]])
-            if not (text.startswith('\n[') and text.endswith(']\n')):
-                raise ValueError('unexpected text')
-            texts[marker] = text[2:-2]
-        pieces = re.split('"(%s[0-9]+)"' % token, framed)
-        if not (framed.startswith('\n') and framed.endswith('\n')) or \
-                Counter(pieces[1::2]) != placed or any(token in piece for piece in pieces[0::2]):
+    def split(text, placed):
+        pieces = re.split('"(%s[0-9]+)"' % token, text)
+        if Counter(pieces[1::2]) != placed or any(token in piece for piece in pieces[0::2]):
             raise ValueError('unexpected text')
+        return pieces
+
+    try:
+        placed = Counter()
+        framed = _captured(record, frame(result, placed))
+        if not (framed.startswith('\n') and framed.endswith('\n')):
+            raise ValueError('unexpected text')
+        pieces = dict((marker, split(encoded[marker], expected[marker])) for marker in encoded)
+        top = split(framed, placed)
     except Exception:  # pylint: disable=broad-except
         # whatever went wrong, Ansible's own path prints the result or raises its own error
         return record(result)
-    for number, piece in enumerate(pieces):
-        sys.stdout.write(texts[piece] if number % 2 else piece)
+
+    def write(parts):
+        for number, part in enumerate(parts):
+            if number % 2:
+                write(pieces[part])
+            else:
+                sys.stdout.write(part)
+
+    write(top)
     return None
 
 
@@ -566,18 +665,21 @@ def scrubbing_only_what_holds_secrets(module=None):
         yield
         return
 
-    def remove_values(value, no_log_strings):
-        return scrub_no_log(value, no_log_strings, original)
-
-    ansible_basic.remove_values = remove_values
     record = getattr(module, '_record_module_result', None)
     # only Ansible's own print of the result (ansible.netcommon replaces it to run modules in the worker)
     func = getattr(record, '__func__', None)
     patched = (func is not None and getattr(func, '__module__', None) == 'ansible.module_utils.basic'
                and getattr(func, '__qualname__', None) == 'AnsibleModule._record_module_result'
                and '_record_module_result' not in vars(module))
+    texts = {}        # {id: (container, its JSON text by record)}: made by the scrub, used by record_sharing
+    encode = (lambda item: module_text(record, item)) if patched else None
+
+    def remove_values(value, no_log_strings):
+        return scrub_no_log(value, no_log_strings, original, encode=encode, texts=texts)
+
+    ansible_basic.remove_values = remove_values
     if patched:
-        module._record_module_result = lambda result: record_sharing(record, result)
+        module._record_module_result = lambda result: record_sharing(record, result, texts)
     try:
         yield
     finally:

@@ -249,9 +249,9 @@ def test_exit_prints_the_same_characters_as_ansible(no_server_conn, capsys, monk
     calls = []
     original = k2_module.record_sharing
 
-    def spy(record, result):
-        calls.append(sorted(result))
-        return original(record, result)
+    def spy(record, result, texts=None):
+        calls.append(dict(texts or {}))
+        return original(record, result, texts)
 
     monkeypatch.setattr(k2_module, 'record_sharing', spy)
     fast = raw_stdout(no_server_conn, capsys, monkeypatch, False, secret_at=secret_at, fail=fail)
@@ -261,6 +261,15 @@ def test_exit_prints_the_same_characters_as_ansible(no_server_conn, capsys, monk
     if not fail:
         parsed = json.loads(fast)
         assert parsed['demo'] == parsed['ansible_facts']['demo']
+    # facts held twice: the scrub checked the texts Ansible's encoder made (of the whole facts without the password,
+    # else of their parts without it), which are printed twice; fail() holds them once (details)
+    texts = calls[0]
+    if fail:
+        assert texts == {}
+    elif secret_at is None:
+        assert len(texts) == 3      # volumes, system, hosts: the facts dict itself is split
+    else:
+        assert len(texts) > 100 and all(PASSWORD not in text for dummy, text in texts.values())
 
 
 def test_record_sharing_encodes_the_shared_facts_once(capsys, monkeypatch):
@@ -278,9 +287,9 @@ def test_record_sharing_encodes_the_shared_facts_once(capsys, monkeypatch):
     del encoded[:]
     k2_module.record_sharing(record, result)
     assert capsys.readouterr().out == expected
-    # the result with a marker in place of the facts, then the facts once (as the item of a list)
-    assert len(encoded) == 2 and encoded[1] == [shared] and encoded[1][0] is shared
-    assert isinstance(encoded[0]['demo'], str) and encoded[0]['ansible_facts']['demo'] == encoded[0]['demo']
+    # the facts once (as the item of a list), and the result with a marker in place of the facts
+    assert len(encoded) == 2 and encoded[0] == [shared]
+    assert isinstance(encoded[1]['demo'], str) and encoded[1]['ansible_facts']['demo'] == encoded[1]['demo']
 
 
 @given(value=st.dictionaries(TEXT, VALUES, max_size=4), shared=VALUES, keys=st.lists(TEXT, min_size=2, max_size=4))
@@ -323,6 +332,43 @@ def test_scrub_no_log_encodes_facts_held_twice_once(monkeypatch):
     monkeypatch.setattr(k2_module, '_json_text', spy)
     got = scrub_no_log({'ansible_facts': {'demo': shared}, 'demo': shared, 'invocation': {'pw': PASSWORD}},
                        [PASSWORD], remove_values)
-    assert got['demo'] is shared and got['ansible_facts']['demo'] is shared
+    assert got['demo'] is got['ansible_facts']['demo'] and got['demo'] == shared
+    assert got['demo']['volumes'] is shared['volumes']
     assert got['invocation'] == {'pw': MASK}
     assert sum(1 for text in texts if 'vol-0001' in text) == 1
+
+
+def module_encode(item):
+    """What ``k2_module.module_text`` gives with Ansible's own ``_record_module_result`` (legacy profile)."""
+    text = json.dumps([item], cls=ENCODER)
+    return text[1:-1]
+
+
+@given(value=st.dictionaries(TEXT, VALUES, max_size=4), shared=VALUES, secrets=SECRETS,
+       split=st.sampled_from([0, 64, 4096]))
+def test_scrub_no_log_with_module_encoder_equals_remove_values(value, shared, secrets, split):
+    if not isinstance(shared, (dict, list)):
+        shared = [shared]
+    value = dict(value, one={'facts': shared}, two=shared)
+    saved = k2_module.SCRUB_SPLIT_CHARS
+    k2_module.SCRUB_SPLIT_CHARS = split
+    texts = {}
+    try:
+        expected = remove_values(value, secrets)
+        got = scrub_no_log(value, secrets, remove_values, encode=module_encode, texts=texts)
+    finally:
+        k2_module.SCRUB_SPLIT_CHARS = saved
+    assert json.dumps(got, sort_keys=False) == json.dumps(expected, sort_keys=False)
+    for item, text in texts.values():
+        assert text == module_encode(item)
+
+
+def test_scrub_no_log_uses_module_text_only_for_plain_values():
+    ok = {'a': [1, 2.5, None, True, u'\u00e9']}
+    assert k2_module._plain(ok)
+    for bad in ({'a': (1, 2)}, {'a': float('nan')}, {1: 'x'}, {'a': b'x'}, {'a': set()}, {'a': [type('S', (str,), {})('x')]}):
+        assert not k2_module._plain(bad)
+    texts = {}
+    shared = {'when': (1, 2), 'who': 'x'}
+    got = scrub_no_log({'one': {'f': shared}, 'two': shared}, ['zz'], remove_values, encode=module_encode, texts=texts)
+    assert got['two'] == shared and texts == {}
