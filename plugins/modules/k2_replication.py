@@ -390,6 +390,10 @@ class K2Replication(K2TwoArrayModule):
         for option in ('name', 'volume_group', 'peer_array', 'peer_volume_group', 'remote_session_name'):
             if p[option] is not None and not NAME_RE.match(p[option]):
                 self.fail("%s %r is not a valid K2 name: 1 to 42 characters from A-Z a-z 0-9 _ . -." % (option, p[option]))
+        # peer.name is looked up by name before anything else: an empty name made that lookup unfiltered, so the one
+        # peer array object there was taken for it (peer={'name': ''} succeeded, reporting fz-peer)
+        if p['peer'] and not NAME_RE.match(p['peer']['name']):
+            self.fail("peer.name %r is not a valid K2 name: 1 to 42 characters from A-Z a-z 0-9 _ . -." % (p['peer']['name'],))
         problem = rpo_problem(p['rpo'])
         if problem:
             self.fail(problem)

@@ -128,3 +128,15 @@ def test_failover_target_given_a_list_names_the_option(k2_server, conn, capsys):
     assert failed
     assert result['msg'].startswith("argument 'target' is of type list")
     assert k2_server.received == []
+
+
+@pytest.mark.parametrize('name', ['', 'a b', 'x' * 43, 'fz/peer'])
+def test_replication_peer_name_checked_before_any_request(k2_server, conn, capsys, name):
+    """peer.name was not checked: peer={'name': ''} looked the peer up with an empty name filter, which K2 does not
+    take as a filter, so the one peer array object there (fz-peer) was taken for it and the task succeeded
+    (fuzz case: name=fz-rep, peer={'name': ''})."""
+    from ansible_collections.kaminario.k2.plugins.modules import k2_replication
+    result, failed = run_module(k2_replication.main, dict(conn, name='fz-rep', target=_target(conn), peer=dict(name=name)), capsys)
+    assert failed
+    assert result['msg'].startswith('peer.name %r is not a valid K2 name' % name)
+    assert k2_server.received == []
