@@ -690,12 +690,21 @@ def scrubbing_only_what_holds_secrets(module=None):
 
 # --------------------------------------------------------------------------- module
 
+def _holds_text(kind, value):
+    """A value of an option with sub-options (``kind`` dict, or list of dicts) that ansible-core parses as JSON or
+    key=value: the value itself, or for a list one of its elements, is a string."""
+    if isinstance(value, str):
+        return True
+    return kind == 'list' and isinstance(value, list) and any(isinstance(item, str) for item in value)
+
+
 class K2AnsibleModule(AnsibleModule):
     """AnsibleModule whose argument errors always name the option.
 
     ansible-core reports a dict option with sub-options (``target``, ``peer``) given a string that is neither JSON nor
     key=value as just "dictionary requested, could not parse JSON or key=value" (its no_log scan raises before the type
-    check names the option); the option is added to that message.
+    check names the option); the option is added to that message. The same for a list of dicts with sub-options
+    (``peer_volumes``) given a string or a list holding one.
 
     Given anything else that is not a dict (a number, a list: ``peer: 1``, ``target: [1]``), ansible-core's sub-option
     validation raises TypeError ("argument of type 'int' is not iterable": set_fallbacks() runs on each element before
@@ -707,6 +716,7 @@ class K2AnsibleModule(AnsibleModule):
         super(K2AnsibleModule, self)._load_params()
         self._k2_shape_errors = []
         params = self.params if isinstance(self.params, dict) else {}
+        self._k2_given = dict(params)     # as given: validation replaces a list option's bad elements
         for name, opt in (self.argument_spec or {}).items():
             if opt.get('type') != 'dict' or not opt.get('options'):
                 continue
@@ -724,8 +734,9 @@ class K2AnsibleModule(AnsibleModule):
 
     def fail_json(self, msg, **kwargs):
         if isinstance(msg, str) and msg.startswith('dictionary requested') and isinstance(getattr(self, 'params', None), dict):
+            given = getattr(self, '_k2_given', None) or self.params
             bad = sorted(name for name, opt in (getattr(self, 'argument_spec', None) or {}).items()
-                         if opt.get('type') == 'dict' and isinstance(self.params.get(name), str))
+                         if opt.get('options') and _holds_text(opt.get('type'), given.get(name)))
             if bad:
                 msg = 'argument %s: %s' % (', '.join("'%s'" % name for name in bad), msg)
         shape = getattr(self, '_k2_shape_errors', None)

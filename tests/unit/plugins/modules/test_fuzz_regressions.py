@@ -140,3 +140,14 @@ def test_replication_peer_name_checked_before_any_request(k2_server, conn, capsy
     assert failed
     assert result['msg'].startswith('peer.name %r is not a valid K2 name' % name)
     assert k2_server.received == []
+
+
+@pytest.mark.parametrize('value', ['x', ['x'], [{'volume': 'fz-rvol'}, 'y']])
+def test_replication_peer_volumes_given_text_names_the_option(k2_server, conn, capsys, value):
+    """A list of dicts with sub-options given a string said only "dictionary requested, could not parse JSON or
+    key=value" (fuzz case: name=fz-rep, confirm_teardown='maybe', peer_volumes='x')."""
+    from ansible_collections.kaminario.k2.plugins.modules import k2_replication
+    result, failed = run_module(k2_replication.main, dict(conn, name='fz-rep', confirm_teardown='maybe', peer_volumes=value), capsys)
+    assert failed
+    assert result['msg'].startswith("argument 'peer_volumes': dictionary requested")
+    assert k2_server.received == []
