@@ -57,6 +57,7 @@ MUTATED = {}           # module -> options given a bad value at least once
 SECONDS = {}           # module -> wall time of its fuzz run
 SPECS = {}             # module -> the keyword arguments its AnsibleModule was built with
 STATS = {}             # resets of the array after valid examples that wrote
+SETTLE_SECONDS = 0.6   # longer than k2sim's --replication-delay plus --replication-transfer (0.2 + 0.2, k2lab.FAST_REPLICATION)
 
 # --------------------------------------------------------------------------------------------- seeds
 
@@ -181,7 +182,7 @@ class FuzzLab(object):
         self.ok('k2_volume', dict(name='fz-solo', size='1GiB'))
         self.ok('k2_host_mapping', dict(host='fz-host', iqns=[SEED_IQN], volumes=[dict(name='fz-vol1', lun=1)]))
         self.ok('k2_snapshot', dict(name='fz-snap', volume_group='fz-vg'))
-        self.baseline = self.inventories()
+        self.baseline = self.settled_inventories()
 
     def inventory(self, array):
         """``Lab.inventory`` on one kept-alive session per array (a new TLS session per resource costs 10 ms)."""
@@ -205,6 +206,26 @@ class FuzzLab(object):
     def inventories(self):
         return dict((array, stable(self.inventory(array))) for array in ('primary', 'secondary'))
 
+    def settled_inventories(self, quiet=SETTLE_SECONDS, timeout=60):
+        """The inventories once the arrays have stopped changing by themselves: two reads ``quiet`` seconds apart agree.
+
+        Replication goes on after the module that started it has returned: the peer follows a session state change
+        ``--replication-delay`` later, and the first cycle after a session is made in_sync creates the replica snapshot
+        on the target ``--replication-transfer`` later, with the session's counters. A baseline read before that
+        (after the seed, or after a reset that followed a k2_replication example) differed from any later read, so a
+        failed example that wrote nothing was reported as having changed the inventory (sessions 'state'/'stopped',
+        the target's snapshots). The comparison of a failed example's inventory with the baseline stays exact.
+        """
+        deadline = time.time() + timeout
+        last = self.inventories()
+        while True:
+            time.sleep(quiet)
+            now = self.inventories()
+            if now == last:
+                return now
+            assert time.time() < deadline, 'the arrays still change by themselves after %ss: %s' % (timeout, inventory_diff(last, now))
+            last = now
+
     def clear(self):
         for array in ('primary', 'secondary'):
             self.lab.clear_requests(array)
@@ -212,13 +233,16 @@ class FuzzLab(object):
     def writes(self):
         return [dict(r, array=array) for array in ('primary', 'secondary') for r in self.lab.writes(array)]
 
-    def reset(self):
+    def reset(self, writes):
         """After a valid example that wrote: delete what it created; when that is not enough to get back to the
-        baseline, delete everything but the replication seed and seed again."""
+        baseline, delete everything but the replication seed and seed again (which reads a new, settled, baseline).
+        After a write to a replication session or to the secondary, the arrays are let settle first (see
+        ``settled_inventories``)."""
         self.resets += 1
         keep = dict((resource, set(o['id'] for o in objs)) for resource, objs in self.baseline['primary'].items())
         self.delete_all_but(keep)
-        if self.inventories() != self.baseline:
+        replicated = any(w['array'] != 'primary' or 'replication' in str(w.get('path')) for w in writes)
+        if (self.settled_inventories() if replicated else self.inventories()) != self.baseline:
             self.delete_all_but(self.replication_ids)
             self.seed()
             self.full_resets += 1
@@ -349,7 +373,7 @@ def check_case(fz, module, case, conn=True, after=None):
         assert any(names_option(msg, o.split('.')[0].split('[')[0]) for o in case.options), \
             '%r: the message does not name %s: %s' % (case, ' or '.join(case.options), msg[:1000])
     if not failed and writes:
-        fz.reset()
+        fz.reset(writes)
     return result, failed
 
 
@@ -705,9 +729,12 @@ def test_fuzz_k2_facts(fz):
 def bad_target(fz):
     host = fz.lab.host('secondary')
     good = fz.target()
+    # No one-letter secrets (the token was 't', the password 'p'): k2_token and k2_password are no_log, and Ansible
+    # (rightly) masks every occurrence of a no_log value in the result, so the message's 'target' became
+    # '********arge********' and 'poll_interval' '********oll_interval', hiding the option name the module did give.
     return st.sampled_from(['x', [1], {}, {'k2_host': host}, {'k2_host': host, 'k2_username': 'operator'},
-                            dict(good, k2_token='t'), dict(good, bogus=1), dict(good, timeout='abc'),
-                            dict(good, validate_certs='maybe'), dict(good, k2_host=['a']), {'k2_username': 'u', 'k2_password': 'p'},
+                            dict(good, k2_token='fz-token-value'), dict(good, bogus=1), dict(good, timeout='abc'),
+                            dict(good, validate_certs='maybe'), dict(good, k2_host=['a']), {'k2_username': 'fz-user', 'k2_password': 'fz-password-value'},
                             dict(good, k2_sdp_id='x'), dict(good, retries=[])])
 
 
@@ -738,7 +765,7 @@ def test_fuzz_k2_replication(fz):
         'confirm_teardown': (BAD_BOOL, None),
         'wait_timeout': (BAD_SECONDS, None),
         'poll_interval': (BAD_INTERVAL, None),
-        'peer': (st.one_of(st.sampled_from(['x', [1], {}, {'name': 'fz-peer', 'state': 'bogus'}, {'name': 'fz-peer', 'bogus': 1},
+        'peer': (st.one_of(st.sampled_from(['x', [1], 1, {}, {'name': ''}, {'name': 'fz-peer', 'state': 'bogus'}, {'name': 'fz-peer', 'bogus': 1},
                                             {'name': 'fznewpeer'}, {'name': 'fznewpeer', 'mgmt_host': 'h'}]),
                            st.builds(lambda n: {'name': n}, BAD_NAME)), None),
         'target': (bad_target(fz), with_(name='fz-rep')),
