@@ -291,7 +291,7 @@ def stable(inventory):
 
 
 @pytest.fixture(scope='module')
-def fz(tmp_path_factory):
+def fz(tmp_path_factory, pytestconfig):
     lab = Lab(tmp_path_factory.mktemp('fuzzlab'), arrays=('primary', 'secondary'))
     fz_lab = None
     try:
@@ -300,15 +300,18 @@ def fz(tmp_path_factory):
     finally:
         lab.stop()
         STATS.update(resets=getattr(fz_lab, 'resets', None), full_resets=getattr(fz_lab, 'full_resets', None))
-        report()
+        report(pytestconfig)
 
 
-def report():
+def report(config=None):
     total = sum(COUNTS.values())
     line = 'k2 fuzz: %d cases (%s) in %.1fs' % (total, ', '.join('%s %d' % kv for kv in sorted(COUNTS.items())),
                                                  sum(SECONDS.values()))
-    sys.__stdout__.write('\n' + line + '\n')
-    sys.__stdout__.flush()
+    # pytest captures the output of a fixture's teardown (and shows it only when a test failed): print past it
+    capman = config.pluginmanager.getplugin('capturemanager') if config is not None else None
+    with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
+        sys.stdout.write('\n' + line + '\n')
+        sys.stdout.flush()
     path = os.environ.get('K2_FUZZ_REPORT')
     if path:
         with open(path, 'w') as fh:
