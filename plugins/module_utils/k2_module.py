@@ -374,6 +374,10 @@ SCRUB_MAX_DEPTH = 32
 SHARED_DEPTH = 4
 
 
+# The scrub compares exact types (type(x) is dict, not isinstance): a subclass (Ansible's tagged or unsafe
+# values, an OrderedDict) may encode or scrub differently, so it always goes to Ansible's remove_values.
+
+
 def _json_text(value):
     """``value`` as JSON text (non-ASCII kept), or None when the stdlib encoder refuses it."""
     try:
@@ -386,7 +390,7 @@ def _shared_containers(value, max_depth=SHARED_DEPTH):
     """``(shared, above)``: ``{id: container}`` of the dicts and lists met more than once among the values of plain
     dicts, down to ``max_depth`` levels (each container is looked into once, list items are never looked at), and the
     ids of the plain dicts on the way to them (``value`` included)."""
-    if type(value) is not dict:
+    if type(value) is not dict:  # pylint: disable=unidiomatic-typecheck
         return {}, set()
     seen, shared = set([id(value)]), {}
 
@@ -409,7 +413,7 @@ def _shared_containers(value, max_depth=SHARED_DEPTH):
         for child in item.values():
             if id(child) in shared:
                 found = True
-            elif type(child) is dict and depth < max_depth and id(child) not in above and mark(child, depth + 1):
+            elif type(child) is dict and depth < max_depth and id(child) not in above and mark(child, depth + 1):  # pylint: disable=unidiomatic-typecheck
                 found = True
         if found:
             above.add(id(item))
@@ -428,7 +432,7 @@ def _plain(value):
         item = stack.pop()
         kind = type(item)
         if kind is dict:
-            if not all(type(k) is str for k in item):
+            if not all(type(k) is str for k in item):  # pylint: disable=unidiomatic-typecheck
                 return False
             children = item.values()
         elif kind is list:
@@ -493,7 +497,7 @@ def scrub_no_log(value, no_log_strings, remove_values, encode=None, texts=None):
 
     def split_dict(item, depth, inside):
         keys = list(item)
-        keys_text = _json_text(keys) if all(type(k) is str for k in keys) else None
+        keys_text = _json_text(keys) if all(type(k) is str for k in keys) else None  # pylint: disable=unidiomatic-typecheck
         if keys_text is None or holds_secret(keys_text):
             return remove_values(item, no_log_strings)
         return dict((k, scrub(v, depth + 1, inside)) for k, v in item.items())
@@ -610,7 +614,7 @@ def record_sharing(record, result, texts=None):
                 expected[marker] = Counter()
             else:
                 placed = Counter()
-                text = module_text(record, frame(child, placed, True) if type(child) is dict else child)
+                text = module_text(record, frame(child, placed, True) if type(child) is dict else child)  # pylint: disable=unidiomatic-typecheck
                 if text is None:
                     raise ValueError('unexpected text')
                 encoded[marker], expected[marker] = text, placed
@@ -622,7 +626,7 @@ def record_sharing(record, result, texts=None):
             if id(child) in shared or (inner and known(child)):
                 out[key] = mark(child)
                 placed[out[key]] += 1
-            elif type(child) is dict and (id(child) in above or inner):
+            elif type(child) is dict and (id(child) in above or inner):  # pylint: disable=unidiomatic-typecheck
                 out[key] = frame(child, placed, inner)
             else:
                 out[key] = child

@@ -305,8 +305,8 @@ def fz(tmp_path_factory, pytestconfig):
 
 def report(config=None):
     total = sum(COUNTS.values())
-    line = 'k2 fuzz: %d cases (%s) in %.1fs' % (total, ', '.join('%s %d' % kv for kv in sorted(COUNTS.items())),
-                                                 sum(SECONDS.values()))
+    per_module = ', '.join('%s %d' % kv for kv in sorted(COUNTS.items()))
+    line = 'k2 fuzz: %d cases (%s) in %.1fs' % (total, per_module, sum(SECONDS.values()))
     # pytest captures the output of a fixture's teardown (and shows it only when a test failed): print past it
     capman = config.pluginmanager.getplugin('capturemanager') if config is not None else None
     with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
@@ -605,8 +605,8 @@ def test_fuzz_k2_snapshot(fz):
                                  ['source_snapshot'], note='unknown source'), fresh()),
         st.builds(lambda g: Case(dict(name='fz-snap', volume_group=g), 'fail', ['volume_group'], note='unknown group'), UNKNOWN),
         st.builds(lambda v: Case(dict(name='fz-snap', volume=v), 'fail', ['volume'], note='unknown volume'), UNKNOWN),
-        st.just(Case(dict(name='fz-snap', volume_group='fz-vg', exposable=True, source_snapshot='fz-snap'), 'fail',
-                      ['source_snapshot', 'name'])),
+        st.just(Case(dict(name='fz-snap', volume_group='fz-vg', exposable=True, source_snapshot='fz-snap'),
+                     'fail', ['source_snapshot', 'name'])),
     )
     fuzz(fz, 'k2_snapshot', table, valid, contexts, examples=350)
 
@@ -635,8 +635,7 @@ def test_fuzz_k2_host_mapping(fz):
     table = {
         'host': (BAD_NAME, drop('hosts')),
         'initiator': (BAD_IQN, drop('hosts')),
-        'host_fqdn': (st.just(''), lambda a: dict((k, v) for k, v in a.items()
-                                                                                if k not in ('hosts', 'host', 'initiator'))),
+        'host_fqdn': (st.just(''), lambda a: dict((k, v) for k, v in a.items() if k not in ('hosts', 'host', 'initiator'))),
         'unique_fqdn_network': (BAD_BOOL, None),
         'host_type': (BAD_CHOICE, None),
         'host_group': (st.one_of(BAD_NAME.filter(lambda v: v != ''), UNKNOWN.map(lambda n: n + ' x')), drop('hosts')),
@@ -700,17 +699,20 @@ def test_fuzz_k2_facts(fz):
         st.builds(lambda p, r: dict(gather_subset=['capacity'], page_size=p, max_over_subscription_ratio=r),
                   st.integers(1, k2_facts.MAX_PAGE_SIZE), st.sampled_from(['auto', '1', '20.0', '1.5', 5])),
     )
+
     def with_volumes(args):
         args = dict((k, v) for k, v in args.items() if k not in ('filters', 'fields'))
         args['gather_subset'] = ['volumes', 'hosts']
         return args
+
     table = {
         'gather_subset': (st.one_of(st.sampled_from([['bogus'], ['!bogus'], {'a': 1}, [['x']], [''], ['all', 'nope'], 'bogus']),
                                     st.lists(st.text(max_size=10).filter(lambda t: t.strip().lstrip('!').strip() not in subsets + ['all']),
                                              min_size=1, max_size=3)), None),
         'filters': (st.sampled_from([{'bogus': {}}, {'volumes': {'nofield': 1}}, {'volumes': {'name__bogus': 'x'}},
                                      {'volumes': {'name': []}}, {'snapshots': {'name': 'x'}}, 'notadict', [1], {'volumes': 'x'},
-                                     {'volumes': {'__limit': 1}}, {'volumes': {'name': {'a': 1}}},                                      {'volumes': {'volume_group.ref': '/bogus/1'}}, {'volumes': {'volume_group': '/hosts/1'}},
+                                     {'volumes': {'__limit': 1}}, {'volumes': {'name': {'a': 1}}},
+                                     {'volumes': {'volume_group.ref': '/bogus/1'}}, {'volumes': {'volume_group': '/hosts/1'}},
                                      {'volumes': {'Name': 'x'}}, {'volumes': {'name__in': [['x']]}}, {'volumes': {'volume_group__gt': 'x'}},
                                      {'system': {'name': 'x'}}, {'volumes': {'name.ref': 'x'}}]), with_volumes),
         'fields': (st.sampled_from([{'volumes': []}, {'volumes': ['nofield']}, {'bogus': ['name']}, {'volumes': 5}, 'x', [1],

@@ -318,7 +318,6 @@ def test_record_sharing_prints_what_record_prints(value, shared, keys):
     assert out['sharing'] == out['plain']
 
 
-
 def test_scrub_no_log_encodes_facts_held_twice_once(monkeypatch):
     shared = facts()
     texts = []
