@@ -50,6 +50,7 @@ import re
 import ssl
 import time
 import traceback
+from urllib.parse import quote
 
 try:
     import requests
@@ -69,6 +70,10 @@ CONNECT_TIMEOUT = 10
 BACKOFF_BASE = 1.0
 PAGE_SIZE = 100
 BULK_CHUNK_SIZE = 100
+# Searches by a list of values (name__in, ref__in) are split so that the comma-joined, URL-encoded query stays well
+# under the 8 KiB request line common HTTP front ends accept.
+QUERY_BUDGET = 6000
+QUERY_MAX_VALUES = 500
 RETRYABLE_K2_CODES = frozenset(('MC_ERR_BUSY', 'MC_ERR_BUSY_SPECIFIC', 'MC_ERR_INPROGRESS', 'MC_ERR_START_TIMEOUT'))
 # Statuses after which a POST may or may not have been applied ("recheck the state of the object").
 AMBIGUOUS_STATUSES = frozenset((500, 502, 504))
@@ -684,6 +689,19 @@ class K2Client(object):
         """Return the list of every matching object (see ``iter_search``); never truncated."""
         return list(self.iter_search(resource, filters, fields=fields, sort=sort, page_size=page_size))
 
+    def search_values(self, resource, key, values, fields=None, unique=True, many_page=PAGE_SIZE):
+        """Every object whose ``key`` is one of ``values`` (``key`` such as ``name__in`` or ``host.ref__in``), read in
+        URL-sized chunks of values (``chunk_values``), each page by page; duplicates in ``values`` are asked once.
+
+        ``unique``: at most one object per value (names, ids), so one page of ``len(chunk)`` holds a chunk's objects;
+        otherwise pages of at least ``many_page``.
+        """
+        found = []
+        for chunk in chunk_values(sorted(set(values), key=str)):
+            size = len(chunk) if unique else max(len(chunk), many_page)
+            found.extend(self.search(resource, {key: chunk}, fields=fields, page_size=size))
+        return found
+
     def count(self, resource, filters=None):
         """Number of matching objects, in one request (``__limit=0``)."""
         params = self.build_query(filters)
@@ -776,7 +794,7 @@ class K2Client(object):
         """
         created = []
         path = self.url_for(resource, suffix='__bulk')
-        for chunk in _chunks([_jsonable(i) for i in items], chunk_size):
+        for chunk in chunks([_jsonable(i) for i in items], chunk_size):
             already = []
             if isinstance(unique_field, tuple):
                 # No single unique key (a mapping is unique by volume and host): a batch that meets another
@@ -836,7 +854,7 @@ class K2Client(object):
         """PATCH many objects with ``PATCH /<resource>/__bulk``; each item holds ``id`` and the changed fields."""
         updated = []
         path = self.url_for(resource, suffix='__bulk')
-        for chunk in _chunks([_jsonable(c) for c in changes], chunk_size):
+        for chunk in chunks([_jsonable(c) for c in changes], chunk_size):
             if any('id' not in item for item in chunk):
                 raise ValueError('bulk_update items need an id')
             answer = self.request('PATCH', path, body=chunk)
@@ -847,7 +865,7 @@ class K2Client(object):
     def bulk_delete(self, resource, ids, chunk_size=BULK_CHUNK_SIZE):
         """Delete many objects with ``DELETE /<resource>/__bulk`` (body ``[{"id": n}, ...]``)."""
         path = self.url_for(resource, suffix='__bulk')
-        for chunk in _chunks([{'id': int(i)} for i in ids], chunk_size):
+        for chunk in chunks([{'id': int(i)} for i in ids], chunk_size):
             self.request('DELETE', path, body=chunk)
 
 
@@ -944,10 +962,28 @@ def _hits(page, method, path):
     return page['hits']
 
 
-def _chunks(items, size):
+def chunks(items, size):
+    """``items`` (a list) in consecutive slices of ``size``."""
     size = max(1, int(size))
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def chunk_values(values, budget=None, max_values=None):
+    """Split query values into lists whose comma-joined, URL-encoded text stays within ``budget`` characters and
+    ``max_values`` values (defaults: ``QUERY_BUDGET``, ``QUERY_MAX_VALUES``, read at call time)."""
+    budget = budget or QUERY_BUDGET
+    max_values = max_values or QUERY_MAX_VALUES
+    chunk, used = [], 0
+    for value in values:
+        cost = len(quote(str(value), safe='')) + 3
+        if chunk and (used + cost > budget or len(chunk) >= max_values):
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(value)
+        used += cost
+    if chunk:
+        yield chunk
 
 
 def _jsonable(value):

@@ -551,10 +551,9 @@ k2_requests:
 '''
 
 import re
-from urllib.parse import quote
 
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import (
-    K2ConflictError, K2Error, make_ref, parse_ref, ref_id, ref_path, same_attributes,
+    K2ConflictError, K2Error, chunks, make_ref, parse_ref, ref_id, ref_path, same_attributes,
 )
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_module import K2Module
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_naming import (
@@ -570,33 +569,10 @@ DEFAULT_HOST_TYPE = 'Linux'
 SINGLE_ONLY = ('host', 'initiator', 'host_fqdn', 'host_group', 'iqns', 'wwpns', 'volumes')
 # Task options that are the default of the hosts[] items that do not set them.
 ITEM_DEFAULTS = ('unique_fqdn_network', 'host_type', 'exclusive', 'state', 'remove_empty_host')
-# Values per name__in / ref__in query: the comma-joined, URL-encoded text stays within what common HTTP front ends
-# accept (as k2_volume's list form).
-QUERY_BUDGET = 6000
-QUERY_MAX_VALUES = 500
 # Objects per __bulk request.
 BULK_CHUNK = 250
 # Page size of searches that can return several objects per value (mappings of a host).
 MANY_PAGE = 1000
-
-
-def chunk_values(values, budget=QUERY_BUDGET, max_values=QUERY_MAX_VALUES):
-    """Split query values into lists whose comma-joined, URL-encoded text stays within ``budget``."""
-    chunk, used = [], 0
-    for value in values:
-        cost = len(quote(str(value), safe='')) + 3
-        if chunk and (used + cost > budget or len(chunk) >= max_values):
-            yield chunk
-            chunk, used = [], 0
-        chunk.append(value)
-        used += cost
-    if chunk:
-        yield chunk
-
-
-def _chunks(items, size=BULK_CHUNK):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def _few(names, limit=5):
@@ -1358,16 +1334,8 @@ class K2HostMapping(K2Module):
     # reads: a few chunked searches for the whole list
 
     def search_in(self, resource, key, values, fields=None, unique=True):
-        """Every object whose ``key`` is one of ``values``, in URL-sized chunks, each read page by page.
-
-        ``unique``: at most one object per value (names, ids), so one page of ``len(chunk)`` holds them all.
-        """
-        found = []
-        values = sorted(set(values), key=str)
-        for chunk in chunk_values(values):
-            size = len(chunk) if unique else max(len(chunk), MANY_PAGE)
-            found.extend(self.client.search(resource, {key: chunk}, fields=fields, page_size=size))
-        return found
+        """Every object whose ``key`` is one of ``values`` (``K2Client.search_values``)."""
+        return self.client.search_values(resource, key, values, fields=fields, unique=unique, many_page=MANY_PAGE)
 
     def read_list(self, items):
         hosts = dict((h['name'], h) for h in self.search_in('hosts', 'name', [i.host_name for i in items],
@@ -1624,7 +1592,7 @@ class K2HostMapping(K2Module):
     def bulk(self, action, resource, values):
         """``bulk_update`` or ``bulk_delete`` in chunks; every chunk sent counts as a write."""
         out = []
-        for chunk in _chunks(values):
+        for chunk in chunks(values, BULK_CHUNK):
             if action == 'update':
                 out.extend(self.client.bulk_update(resource, chunk, chunk_size=len(chunk)))
             else:
@@ -1639,7 +1607,7 @@ class K2HostMapping(K2Module):
     def create_hosts(self, bodies):
         """``POST /hosts/__bulk``; each new host this run made is deleted again if a later step of this run fails."""
         made = {}
-        for chunk in _chunks(bodies):
+        for chunk in chunks(bodies, BULK_CHUNK):
             sent = [{'name': b['name'], 'type': b['type']} for b in chunk]
             try:
                 created = self.client.bulk_create('hosts', sent, chunk_size=len(chunk))
@@ -1676,7 +1644,7 @@ class K2HostMapping(K2Module):
         made = {}
         items = [{field: b[field], 'host': make_ref('hosts', host_ids[b['host']])} for b in bodies]
         owner = dict((b[field], self.items_by_host[b['host']]) for b in bodies)
-        for chunk in _chunks(items):
+        for chunk in chunks(items, BULK_CHUNK):
             try:
                 created = self.client.bulk_create(resource, chunk, unique_field=field, chunk_size=len(chunk))
             except K2ConflictError:
@@ -1710,7 +1678,7 @@ class K2HostMapping(K2Module):
             if entry['lun'] is not None:
                 body['lun'] = entry['lun']
             work.append((item, entry, body))
-        for chunk in _chunks(work):
+        for chunk in chunks(work, BULK_CHUNK):
             try:
                 created = self.client.bulk_create('mappings', [b for _i, _e, b in chunk], unique_field=None, chunk_size=len(chunk))
             except K2ConflictError:

@@ -381,9 +381,8 @@ k2_requests:
 '''
 
 import re
-from urllib.parse import quote
 
-from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import make_ref, parse_ref, ref_id, ref_path
+from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import chunks, make_ref, parse_ref, ref_id, ref_path
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_module import K2Module
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_sizes import K2SizeError, format_kib, kib_to_bytes, kib_to_gib_ceil, size_to_kib
 
@@ -391,10 +390,6 @@ NAME_MAX = 42
 NAME_RE = re.compile(r'^[A-Za-z0-9_.\-]+$')
 DEDICATED_SUFFIX = '_vg'
 SYSTEM_VOLUME = 'CTRL'
-# Query strings stay below this many (URL-encoded) characters per request: well under the 8 KiB request line
-# common HTTP front ends accept.
-QUERY_BUDGET = 6000
-QUERY_MAX_VALUES = 500
 # Objects per __bulk request.
 BULK_CHUNK = 250
 ITEM_KEYS = ('state', 'size', 'volume_group', 'create_group', 'dedup', 'description', 'read_only', 'force')
@@ -403,27 +398,6 @@ ITEM_KEYS = ('state', 'size', 'volume_group', 'create_group', 'dedup', 'descript
 def dedicated_group_name(volume_name):
     """The rule: the dedicated group of volume ``v`` is ``v_vg``."""
     return volume_name + DEDICATED_SUFFIX
-
-
-def chunk_values(values, budget=None, max_values=None):
-    """Split query values into lists whose comma-joined, URL-encoded text stays within ``budget``."""
-    budget = budget or QUERY_BUDGET
-    max_values = max_values or QUERY_MAX_VALUES
-    chunk, used = [], 0
-    for value in values:
-        cost = len(quote(str(value), safe='')) + 3
-        if chunk and (used + cost > budget or len(chunk) >= max_values):
-            yield chunk
-            chunk, used = [], 0
-        chunk.append(value)
-        used += cost
-    if chunk:
-        yield chunk
-
-
-def _chunks(items, size=BULK_CHUNK):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 class VolumeError(Exception):
@@ -592,16 +566,8 @@ class K2Volume(K2Module):
     # ------------------------------------------------------------------ reading
 
     def _search(self, resource, key, values, fields=None, unique=True):
-        """All objects whose ``key`` is one of ``values``, in URL-sized chunks, each read page by page.
-
-        ``unique``: at most one object per value (names, ids), so one page of ``len(chunk)`` holds them all.
-        """
-        found = []
-        values = sorted(set(values), key=str)
-        for chunk in chunk_values(values):
-            size = len(chunk) if unique else max(len(chunk), 100)
-            found.extend(self.client.search(resource, {key: chunk}, fields=fields, page_size=size))
-        return found
+        """All objects whose ``key`` is one of ``values`` (``K2Client.search_values``)."""
+        return self.client.search_values(resource, key, values, fields=fields, unique=unique)
 
     def _read(self):
         names = set()
@@ -900,7 +866,7 @@ class K2Volume(K2Module):
                 created.append(self.client.create(resource, body))
                 self.note_write()
             return created
-        for chunk in _chunks(bodies):
+        for chunk in chunks(bodies, BULK_CHUNK):
             created.extend(self.client.bulk_create(resource, chunk, chunk_size=len(chunk)))
             self.note_write()
         return created
@@ -913,7 +879,7 @@ class K2Volume(K2Module):
                 updated.append(self.client.update(resource, change.pop('id'), change))
                 self.note_write()
             return updated
-        for chunk in _chunks(changes):
+        for chunk in chunks(changes, BULK_CHUNK):
             updated.extend(self.client.bulk_update(resource, chunk, chunk_size=len(chunk)))
             self.note_write()
         return updated
@@ -925,7 +891,7 @@ class K2Volume(K2Module):
                 self.client.delete(resource, oid)
                 self.note_write()
             return
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids, BULK_CHUNK):
             self.client.bulk_delete(resource, chunk, chunk_size=len(chunk))
             self.note_write()
 
@@ -958,7 +924,7 @@ class K2Volume(K2Module):
                 body = dict(item.volume_plan.body)
                 body['volume_group'] = make_ref('volume_groups', group['id'])
                 new_bodies.append((item, body))
-            for chunk in _chunks(new_bodies):
+            for chunk in chunks(new_bodies, BULK_CHUNK):
                 made = dict((v['name'], v) for v in self._create_many('volumes', [b for _i, b in chunk]))
                 for item, _body in chunk:
                     item.result = made.get(item.target)

@@ -17,6 +17,7 @@ import time
 import pytest
 import trustme
 
+from ansible_collections.kaminario.k2.plugins.module_utils import k2_client
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import (
     K2Client, K2Error, K2AuthError, K2PermissionError, K2NotFoundError, K2ConflictError, K2BusyError,
     K2ConnectionError, K2TimeoutError, K2TLSError, K2ProtocolError, K2AmbiguousError,
@@ -445,6 +446,23 @@ def test_first_reads_one_object_in_sort_order(k2_server, client):
     assert client.first('snapshots', {'volume_group': 4, 'is_exposable': False}, sort='-creation_time') == {'id': 9, 'creation_time': 30}
     assert client.first('snapshots', {'volume_group': 5}) is None
     assert client.request_count == 2
+
+
+def test_search_values_asks_each_value_once_in_url_sized_chunks(k2_server, client, monkeypatch):
+    monkeypatch.setattr(k2_client, 'QUERY_MAX_VALUES', 2)
+    k2_server.register(
+        # unique values: one page of the chunk's length holds its objects
+        ('GET', 'volumes', {'name__in': 'a,b', '__sort': 'id', '__limit': '2', '__offset': '0'}, None, 200,
+         hits([{'id': 1, 'name': 'a'}, {'id': 2, 'name': 'b'}])),
+        ('GET', 'volumes', {'name__in': 'c', '__sort': 'id', '__limit': '1', '__offset': '0'}, None, 200, hits([])),
+        # several objects per value (mappings of a host): pages of at least many_page
+        ('GET', 'mappings', {'host.ref__in': '/hosts/1', '__sort': 'id', '__limit': '50', '__offset': '0'}, None, 200,
+         hits([{'id': 7}, {'id': 8}])),
+    )
+    found = client.search_values('volumes', 'name__in', ['c', 'a', 'b', 'a'])
+    assert [v['name'] for v in found] == ['a', 'b']
+    assert client.search_values('mappings', 'host.ref__in', ['/hosts/1'], unique=False, many_page=50) == [{'id': 7}, {'id': 8}]
+    assert client.request_count == 3
 
 
 def test_count_only_uses_limit_zero(k2_server, client):

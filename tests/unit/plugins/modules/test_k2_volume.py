@@ -12,7 +12,9 @@ import pytest
 
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import make_ref
 from ansible_collections.kaminario.k2.plugins.modules import k2_volume
-from ansible_collections.kaminario.k2.plugins.modules.k2_volume import chunk_values, dedicated_group_name
+from ansible_collections.kaminario.k2.plugins.module_utils import k2_client
+from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import chunk_values
+from ansible_collections.kaminario.k2.plugins.modules.k2_volume import dedicated_group_name
 from ansible_collections.kaminario.k2.tests.unit.plugins.module_utils.k2_harness import error, hits, run_module
 
 GIB = 1048576  # KiB
@@ -500,7 +502,7 @@ def test_list_form_empty_list_is_a_no_op(k2_server, conn, capsys):
 
 
 def test_list_form_reads_in_chunks(k2_server, conn, capsys, monkeypatch):
-    monkeypatch.setattr(k2_volume, 'QUERY_MAX_VALUES', 2)
+    monkeypatch.setattr(k2_client, 'QUERY_MAX_VALUES', 2)
     k2_server.register(
         find_volumes('a,b', vol(7, 'a'), vol(8, 'b', group_id=6)),
         find_volumes('c', vol(9, 'c', group_id=7)),
