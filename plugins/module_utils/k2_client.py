@@ -29,7 +29,8 @@ Design decisions worth knowing:
   client does not repeat it blindly: given ``unique`` filters (for example
   ``{"name": "vol1"}``) it re-reads the object and returns it if it exists,
   and only re-sends the POST if it does not. Without ``unique`` it gives up
-  with ``K2ConnectionError`` saying the outcome is unknown.
+  with ``K2ConnectionError`` saying the outcome is unknown, unless the caller
+  says any such object serves (``resend_if_lost``).
 * **Create races.** When a POST is refused because the object already exists
   (another writer created it between our read and our POST), ``create`` and
   ``bulk_create`` re-read it by the same ``unique`` key and use it if it has
@@ -50,6 +51,7 @@ import re
 import ssl
 import time
 import traceback
+from collections import Counter
 from urllib.parse import quote
 
 try:
@@ -690,8 +692,9 @@ class K2Client(object):
         return list(self.iter_search(resource, filters, fields=fields, sort=sort, page_size=page_size))
 
     def search_values(self, resource, key, values, fields=None, unique=True, many_page=PAGE_SIZE):
-        """Every object whose ``key`` is one of ``values`` (``key`` such as ``name__in`` or ``host.ref__in``), read in
-        URL-sized chunks of values (``chunk_values``), each page by page; duplicates in ``values`` are asked once.
+        """Every object whose ``key`` (a field such as ``name`` or ``host``; the list of values makes it an ``__in``
+        filter) is one of ``values``, read in URL-sized chunks of values (``chunk_values``), each page by page;
+        duplicates in ``values`` are asked once.
 
         ``unique``: at most one object per value (names, ids), so one page of ``len(chunk)`` holds a chunk's objects;
         otherwise pages of at least ``many_page``.
@@ -739,13 +742,16 @@ class K2Client(object):
 
     # ------------------------------------------------------------- writes
 
-    def create(self, resource, body, unique=None):
+    def create(self, resource, body, unique=None, resend_if_lost=False):
         """POST a new object and return it as K2 answers it.
 
         ``unique``: filters that identify the object (``{"name": body["name"]}``
         by default when the body has a name, ``False`` to disable). They are
         used only when the answer to the POST is lost, to re-read instead of
         creating a duplicate.
+        ``resend_if_lost``: without ``unique``, a lost answer sends the POST
+        again instead of failing; for objects of which any one serves the
+        caller (a replication snapshot taken for a sync round).
         """
         if unique is None and isinstance(body, dict) and body.get('name'):
             unique = {'name': body['name']}
@@ -757,6 +763,9 @@ class K2Client(object):
             def reconcile(_sent):
                 found = self.find_one(resource, unique)
                 return (True, found) if found is not None else (False, None)
+        elif resend_if_lost:
+            def reconcile(_sent):
+                return False, None
         sent = _jsonable(body)
         try:
             return self.request('POST', path, body=sent, reconcile=reconcile)
@@ -874,41 +883,84 @@ class K2Client(object):
 def same_attributes(found, sent):
     """True when the object ``found`` on the array has every attribute of the POST body ``sent``.
 
-    Refs compare by path; numbers numerically; booleans and their text forms alike; names of initiators
-    without regard to case and colons; an empty value (None, 0, "") matches an empty one (K2 shows a quota of 0
-    as null). Keys the array does not show (passwords) are not compared.
+    Each attribute compares as ``values_equal`` does (refs by path, K2's loose typing of numbers and booleans),
+    with two additions for objects re-read after a create race: an empty value (None, 0, "") matches an empty one
+    (K2 shows a quota of 0 as null), and initiator names compare without regard to case and colons. Keys the array
+    does not show (passwords) are not compared.
     """
     for key, value in sent.items():
         if key not in found:
             continue
         have = found[key]
-        if _looks_like_ref(value) or _looks_like_ref(have):
-            try:
-                if ref_path(value) != ref_path(have):
-                    return False
-            except (K2ReferenceError, TypeError, ValueError):
-                return False
-            continue
         if value in (None, '', 0) and have in (None, '', 0):
-            continue
-        if isinstance(value, bool) or isinstance(have, bool) or str(value).lower() in ('true', 'false'):
-            if str(value).lower() != str(have).lower():
-                return False
-            continue
-        if isinstance(value, (int, float)) or isinstance(have, (int, float)):
-            try:
-                if float(value) != float(have):
-                    return False
-            except (TypeError, ValueError):
-                return False
             continue
         if key in ('iqn', 'pwwn'):
             if str(value).lower().replace(':', '') != str(have).lower().replace(':', ''):
                 return False
-            continue
-        if value != have:
+        elif not values_equal(have, value):
             return False
     return True
+
+
+def _canonical(value):
+    """Hashable form for multiset comparison: refs as paths, dicts as sorted items, lists as sorted counts."""
+    if isinstance(value, dict):
+        if 'ref' in value:
+            return ['ref', ref_path(value)]
+        return ['dict', sorted([k, _canonical(v)] for k, v in value.items())]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        counts = Counter(json.dumps(_canonical(v), sort_keys=True, default=str) for v in value)
+        return ['multiset', sorted(counts.items())]
+    return value
+
+
+def _is_ref(value):
+    return isinstance(value, dict) and 'ref' in value
+
+
+def _scalar_equal(current, desired):
+    """Scalars, tolerating K2's loose typing: ``"True"`` equals True and ``"10"`` equals 10, but two strings compare exactly."""
+    if isinstance(current, str) and isinstance(desired, str):
+        return current == desired
+    if isinstance(current, str):
+        current, desired = desired, current
+    if isinstance(desired, str):
+        text = desired.strip()
+        if isinstance(current, bool):
+            return text.lower() == ('true' if current else 'false')
+        if isinstance(current, (int, float)):
+            try:
+                return float(text) == float(current)
+            except ValueError:
+                return False
+        return False
+    if isinstance(current, bool) or isinstance(desired, bool):
+        return isinstance(current, bool) and isinstance(desired, bool) and current == desired
+    return current == desired
+
+
+def values_equal(current, desired):
+    """True when ``current`` (from K2) already satisfies ``desired`` (from the user).
+
+    Dicts compare only the keys ``desired`` sets; lists compare as multisets
+    (order ignored, duplicates counted); refs compare by path, whether given
+    as ``{"ref": ...}`` or as a path string; K2's loose typing (``"True"``,
+    ``"10"``) is tolerated for booleans and numbers.
+    """
+    if _is_ref(desired) or _is_ref(current):
+        try:
+            return ref_path(current) == ref_path(desired)
+        except ValueError:
+            return False
+    if isinstance(desired, dict):
+        if not isinstance(current, dict):
+            return False
+        return all(values_equal(current.get(k), v) for k, v in desired.items() if v is not None)
+    if isinstance(desired, (list, tuple, set, frozenset)):
+        if not isinstance(current, (list, tuple, set, frozenset)):
+            return False
+        return _canonical(list(current)) == _canonical(list(desired))
+    return _scalar_equal(current, desired)
 
 
 def _short(exc):

@@ -57,7 +57,7 @@ from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import (
     HAS_REQUESTS, REQUESTS_IMPORT_ERROR, DEFAULT_RETRIES, DEFAULT_RETRY_MAX_WAIT, DEFAULT_TIMEOUT,
-    K2Client, K2Error, K2ReferenceError, ref_path,
+    K2Client, K2Error, K2ReferenceError, ref_path, values_equal,
 )
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_naming import K2NamingError
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_sizes import K2SizeError, size_to_kib, format_kib
@@ -157,67 +157,6 @@ class Plan(object):
         if result is not None and self.changes:
             result.update(copy.deepcopy(self.changes))
         return result
-
-
-def _canonical(value):
-    """Hashable form for multiset comparison: refs as paths, dicts as sorted items, lists as sorted counts."""
-    if isinstance(value, dict):
-        if 'ref' in value:
-            return ['ref', ref_path(value)]
-        return ['dict', sorted([k, _canonical(v)] for k, v in value.items())]
-    if isinstance(value, (list, tuple, set, frozenset)):
-        counts = Counter(json.dumps(_canonical(v), sort_keys=True, default=str) for v in value)
-        return ['multiset', sorted(counts.items())]
-    return value
-
-
-def _is_ref(value):
-    return isinstance(value, dict) and 'ref' in value
-
-
-def _scalar_equal(current, desired):
-    """Scalars, tolerating K2's loose typing: ``"True"`` equals True and ``"10"`` equals 10, but two strings compare exactly."""
-    if isinstance(current, str) and isinstance(desired, str):
-        return current == desired
-    if isinstance(current, str):
-        current, desired = desired, current
-    if isinstance(desired, str):
-        text = desired.strip()
-        if isinstance(current, bool):
-            return text.lower() == ('true' if current else 'false')
-        if isinstance(current, (int, float)):
-            try:
-                return float(text) == float(current)
-            except ValueError:
-                return False
-        return False
-    if isinstance(current, bool) or isinstance(desired, bool):
-        return isinstance(current, bool) and isinstance(desired, bool) and current == desired
-    return current == desired
-
-
-def values_equal(current, desired):
-    """True when ``current`` (from K2) already satisfies ``desired`` (from the user).
-
-    Dicts compare only the keys ``desired`` sets; lists compare as multisets
-    (order ignored, duplicates counted); refs compare by path, whether given
-    as ``{"ref": ...}`` or as a path string; K2's loose typing (``"True"``,
-    ``"10"``) is tolerated for booleans and numbers.
-    """
-    if _is_ref(desired) or _is_ref(current):
-        try:
-            return ref_path(current) == ref_path(desired)
-        except ValueError:
-            return False
-    if isinstance(desired, dict):
-        if not isinstance(current, dict):
-            return False
-        return all(values_equal(current.get(k), v) for k, v in desired.items() if v is not None)
-    if isinstance(desired, (list, tuple, set, frozenset)):
-        if not isinstance(current, (list, tuple, set, frozenset)):
-            return False
-        return _canonical(list(current)) == _canonical(list(desired))
-    return _scalar_equal(current, desired)
 
 
 def compute_plan(current, desired, state='present', resource='object', name_key='name', sizes=('size',),

@@ -671,9 +671,8 @@ class K2Failover(K2TwoArrayModule):
             started = wall_clock()
             # A replication snapshot has no name to re-read it by, and any one taken now serves this round: when the
             # answer is lost (a dropped connection, HTTP 500), send the POST again; at worst one extra generation replicates.
-            snap = self.target.request('POST', self.target.url_for('snapshots'),
-                                       body={'replication_session': session_ref, 'is_application_consistent': False},
-                                       reconcile=lambda _sent: (False, None))
+            snap = self.target.create('snapshots', {'replication_session': session_ref, 'is_application_consistent': False},
+                                      unique=False, resend_if_lost=True)
             generation = snap.get('generation_number') if snap else None
 
             def synced(gno=generation):

@@ -565,22 +565,18 @@ class K2Volume(K2Module):
 
     # ------------------------------------------------------------------ reading
 
-    def _search(self, resource, key, values, fields=None, unique=True):
-        """All objects whose ``key`` is one of ``values`` (``K2Client.search_values``)."""
-        return self.client.search_values(resource, key, values, fields=fields, unique=unique)
-
     def _read(self):
         names = set()
         for item in self.items:
             names.update(n for n in (item.name, item.new_name, item.adopt_from) if n)
-        for vol in self._search('volumes', 'name', names):
+        for vol in self.client.search_values('volumes', 'name', names):
             self.volumes[vol['name']] = vol
         # The group of every existing volume (by id), then every group name the plan may need (by name): the group
         # a new volume goes in, the name a dedicated group is renamed to, a dedicated group left without its volume.
         group_ids = set(ref_id(vol['volume_group']) for vol in (self._existing(i) for i in self.items)
                         if vol is not None and vol.get('volume_group'))
         if group_ids:
-            for group in self._search('volume_groups', 'id', group_ids):
+            for group in self.client.search_values('volume_groups', 'id', group_ids):
                 self.groups[group['id']] = group
         wanted_names = set()
         for item in self.items:
@@ -599,7 +595,7 @@ class K2Volume(K2Module):
                     wanted_names.add(dedicated_group_name(item.target))
         wanted_names -= set(g['name'] for g in self.groups.values())
         if wanted_names:
-            for group in self._search('volume_groups', 'name', wanted_names):
+            for group in self.client.search_values('volume_groups', 'name', wanted_names):
                 self.groups[group['id']] = group
         self.groups_by_name = dict((g['name'], g) for g in self.groups.values())
         self.groups_before = dict(self.groups)
@@ -607,7 +603,7 @@ class K2Volume(K2Module):
         mapped = [vol for vol in (self._existing(i) for i in self.items) if vol is not None and self._maybe(self._group_of(vol), 'mapped_hosts_count')]
         self.mappings = {}
         if mapped:
-            for m in self._search('mappings', 'volume', [make_ref('volumes', v['id'])['ref'] for v in mapped], unique=False):
+            for m in self.client.search_values('mappings', 'volume', [make_ref('volumes', v['id'])['ref'] for v in mapped], unique=False):
                 self.mappings.setdefault(ref_path(m['volume']), []).append(m)
             self._read_hosts([m for ms in self.mappings.values() for m in ms])
 
@@ -618,7 +614,7 @@ class K2Volume(K2Module):
             by_kind.setdefault(kind, set()).add(oid)
         for kind in ('hosts', 'host_groups'):
             if by_kind.get(kind):
-                for obj in self._search(kind, 'id', by_kind[kind], fields=['id', 'name']):
+                for obj in self.client.search_values(kind, 'id', by_kind[kind], fields=['id', 'name']):
                     self.hosts[make_ref(kind, obj['id'])['ref']] = obj['name']
 
     @staticmethod
@@ -832,10 +828,10 @@ class K2Volume(K2Module):
         mappings of those views, then the volumes, then the groups."""
         groups = [i.delete_group for i in self.items if i.force_snapshots]
         if groups:
-            snaps = self._search('snapshots', 'volume_group', [make_ref('volume_groups', g['id'])['ref'] for g in groups], unique=False)
+            snaps = self.client.search_values('snapshots', 'volume_group', [make_ref('volume_groups', g['id'])['ref'] for g in groups], unique=False)
             views = [s for s in snaps if s.get('is_exposable')]
             if views:
-                view_maps = self._search('mappings', 'volume', [make_ref('snapshots', v['id'])['ref'] for v in views], unique=False)
+                view_maps = self.client.search_values('mappings', 'volume', [make_ref('snapshots', v['id'])['ref'] for v in views], unique=False)
                 self._read_hosts(view_maps)
                 for m in view_maps:
                     self._plan_delete_object(m, 'mapping', '%s on %s' % (ref_path(m['volume']), self._host_name(m)), self.mapping_deletes)

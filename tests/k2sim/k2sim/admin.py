@@ -35,6 +35,15 @@ def build_admin_app(services, engine=None):
             raise KeyError(request.path_params["name"])
         return svc
 
+    async def array_and_body(request):
+        """(array service, JSON body, None), or (None, None, the 404/400 answer) for an unknown array or a bad body."""
+        try:
+            return lookup(request), await body_of(request), None
+        except KeyError as err:
+            return None, None, _err(404, "no array named %s" % err)
+        except ValueError as err:
+            return None, None, _err(400, str(err))
+
     async def body_of(request):
         raw = await request.body()
         if not raw.strip():
@@ -112,13 +121,9 @@ def build_admin_app(services, engine=None):
             return _err(404, err.msg)
 
     async def tokens(request):
-        try:
-            svc = lookup(request)
-            data = await body_of(request)
-        except KeyError as err:
-            return _err(404, "no array named %s" % err)
-        except ValueError as err:
-            return _err(400, str(err))
+        svc, data, error = await array_and_body(request)
+        if error is not None:
+            return error
         user = data.get("user", "admin")
         if user not in svc.users:
             return _err(400, "no user %r on array %s (users: %s)" % (user, svc.name, ", ".join(sorted(svc.users))))
@@ -138,13 +143,9 @@ def build_admin_app(services, engine=None):
         return _json(engine.describe())
 
     async def replication_cycle(request):
-        try:
-            svc = lookup(request)
-            data = await body_of(request)
-        except KeyError as err:
-            return _err(404, "no array named %s" % err)
-        except ValueError as err:
-            return _err(400, str(err))
+        svc, data, error = await array_and_body(request)
+        if error is not None:
+            return error
         arr = svc.array
         name = data.get("session")
         sessions = [s for s in arr.store.all("replication/sessions") if name is None or s["name"] == name]

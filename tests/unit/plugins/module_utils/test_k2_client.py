@@ -378,6 +378,15 @@ def test_lost_post_without_unique_key_is_not_repeated(k2_server, client):
     assert client.counters()['POST'] == 1
 
 
+def test_lost_post_is_sent_again_when_any_such_object_serves(k2_server, client, fake_time):
+    body = {'replication_session': {'ref': '/replication/sessions/4'}, 'is_application_consistent': False}
+    k2_server.register(('POST', 'snapshots', None, body, 201, Drop()),
+                       ('POST', 'snapshots', None, body, 201, {'id': 9, 'generation_number': 3}))
+    snap = client.create('snapshots', body, unique=False, resend_if_lost=True)
+    assert snap == {'id': 9, 'generation_number': 3}
+    assert client.counters()['POST'] == 2
+
+
 def test_retried_delete_that_finds_object_gone_succeeds(k2_server, client):
     k2_server.register(
         ('DELETE', 'volumes/5', None, None, 502, error('unavailable')),
