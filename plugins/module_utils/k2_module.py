@@ -766,6 +766,16 @@ class K2Module(object):
     def request_counters(self):
         return self._client.counters() if self._client is not None else {'total': 0}
 
+    def list_items(self, option, inherited):
+        """The items of the list option ``option`` as ``(index, dict)``, each option of ``inherited`` that an item
+        leaves unset taken from the task's option of the same name (the list forms' defaults)."""
+        for index, raw in enumerate(self.params[option] or []):
+            spec = dict(raw)
+            for key in inherited:
+                if spec.get(key) is None:
+                    spec[key] = self.params[key]
+            yield index, spec
+
     # ------------------------------------------------------------- plan and apply
 
     def plan(self, current, desired, state='present', resource='object', **kwargs):

@@ -1224,7 +1224,7 @@ class K2HostMapping(K2Module):
     def work_list(self):
         """Many hosts in one task: validate every item, read everything in a few chunked searches, plan every change
         (and refuse any conflict) before the first write, then write with ``__bulk`` requests."""
-        items = self.list_items()
+        items = self.host_items()
         if not items:
             return {'hosts': [], 'diff': {'before': {}, 'after': {}}}
         with self.step('read the hosts, their initiators, the volumes and the mappings'):
@@ -1245,14 +1245,9 @@ class K2HostMapping(K2Module):
 
     # validation (no request)
 
-    def list_items(self):
-        p = self.params
+    def host_items(self):
         items = []
-        for index, raw in enumerate(p['hosts']):
-            spec = dict(raw)
-            for key in ITEM_DEFAULTS:
-                if spec.get(key) is None:
-                    spec[key] = p[key]
+        for index, spec in self.list_items('hosts', ITEM_DEFAULTS):
             item = HostItem(index, spec)
             self.validate_item(item)
             items.append(item)

@@ -503,13 +503,7 @@ class K2Volume(K2Module):
         if not self.list_form:
             specs = [(None, dict((k, p[k]) for k in ITEM_KEYS + ('name', 'new_name', 'adopt_from')))]
         else:
-            specs = []
-            for index, raw in enumerate(p['volumes']):
-                spec = dict(raw)
-                for key in ITEM_KEYS:
-                    if spec.get(key) is None:
-                        spec[key] = p[key]
-                specs.append(('volumes[%d]' % index, spec))
+            specs = [('volumes[%d]' % index, spec) for index, spec in self.list_items('volumes', ITEM_KEYS)]
         items = []
         for index, (label, spec) in enumerate(specs):
             items.append(self._item(index, label, spec))

@@ -77,20 +77,58 @@ def recap_changed(output):
     return None
 
 
-def test_eight_playbooks_at_once_converge_without_duplicates(lab):
-    baseline = lab.inventory()       # what a fresh array holds already (its CTRL volume and group)
-    old = dict((res, set(o['id'] for o in objs)) for res, objs in baseline.items())
-    lab.faults(latency_ms=LATENCY_MS)
-    results, wall = run_round(lab, 'first')
+def first_round(lab, tag, playbook, baseline):
+    """Run the eight copies once: every copy succeeds and the array holds no duplicate, LUN clash or orphan.
+    Returns (the inventory after the round, the writes the array refused during it, the round's wall seconds)."""
+    results, wall = run_round(lab, tag, playbook)
     failed = [(i, rc, failure_lines(out) or out[-2500:]) for i, rc, out in results if rc != 0]
     assert failed == [], failed
-
     full = lab.inventory()
     assert duplicates(full) == {}, duplicates(full)
     assert lun_clashes(full) == [], lun_clashes(full)
     assert orphans(full, before=baseline) == [], orphans(full, before=baseline)
-    inv = dict((res, [o for o in objs if o['id'] not in old[res]]) for res, objs in full.items())
     refused = [r for r in lab.requests_log() if r['method'] != 'GET' and r['status'] >= 400]
+    return full, refused, wall
+
+
+def assert_mapped_as_declared(mappings, target_name, volume_name, want):
+    """Every declared mapping exactly once, at its explicit LUN where one was declared; nothing else mapped.
+    ``want``: {target name: {volume name: LUN or None}}; ``target_name``/``volume_name`` name a mapping's refs.
+    Returns the number of mappings checked."""
+    actual = {}
+    for m in mappings:
+        key = (target_name(m['host']), volume_name(m['volume']))
+        assert key not in actual, ('mapped twice', key)
+        actual[key] = m['lun']
+    expected_keys = set((target, v) for target, vols in want.items() for v in vols)
+    assert set(actual) == expected_keys, sorted(set(actual) ^ expected_keys)
+    for (target, volume), lun in actual.items():
+        if want[target][volume] is not None:
+            assert lun == want[target][volume], (target, volume, lun)
+    return len(actual)
+
+
+def second_round_changes_nothing(lab, tag, playbook, full):
+    """The eight copies at once again: all succeed, none changes anything, the inventory is ``full`` still.
+    Returns the round's wall seconds."""
+    again, wall = run_round(lab, tag, playbook)
+    assert [(i, rc) for i, rc, _out in again] == [(i, 0) for i in range(COPIES)], [failure_lines(o) or o[-2500:] for _i, rc, o in again if rc]
+    changed = dict((i, recap_changed(out)) for i, _rc, out in again)
+    assert set(changed.values()) == {0}, changed
+    assert lab.inventory() == full
+    return wall
+
+
+def refused_summary(refused):
+    return sorted(set('%s %s %s' % (r['method'], r['path'].split('?')[0], r['status']) for r in refused))
+
+
+def test_eight_playbooks_at_once_converge_without_duplicates(lab):
+    baseline = lab.inventory()       # what a fresh array holds already (its CTRL volume and group)
+    old = dict((res, set(o['id'] for o in objs)) for res, objs in baseline.items())
+    lab.faults(latency_ms=LATENCY_MS)
+    full, refused, wall = first_round(lab, 'first', PLAYBOOK, baseline)
+    inv = dict((res, [o for o in objs if o['id'] not in old[res]]) for res, objs in full.items())
 
     volumes = dict((v['id'], v['name']) for v in inv['volumes'])
     groups = dict((v['name'], ref_id(v['volume_group'])) for v in inv['volumes'])
@@ -110,33 +148,17 @@ def test_eight_playbooks_at_once_converge_without_duplicates(lab):
     iqns = sorted((i['iqn'], hosts[ref_id(i['host'])]['name']) for i in inv['host_iqns'])
     assert iqns == sorted(('iqn.2026-01.com.example:%s' % n.replace('_', '-'), n) for n in host_names)
 
-    # Every declared mapping exactly once, with its explicit LUN where one was given; nothing else mapped.
     target_names = dict(('/hosts/%d' % i, h['name']) for i, h in hosts.items())
     target_names['/host_groups/%d' % hg_id] = 'conc_hg'
-    actual = {}
-    for m in inv['mappings']:
-        key = (target_names[m['host']['ref']], volumes[ref_id(m['volume'])])
-        assert key not in actual, ('mapped twice', key)
-        actual[key] = m['lun']
-    want = declared()
-    expected_keys = set((t, v) for t, vols in want.items() for v in vols)
-    assert set(actual) == expected_keys, (sorted(set(actual) ^ expected_keys))
-    for (target, volume), lun in actual.items():
-        if want[target][volume] is not None:
-            assert lun == want[target][volume], (target, volume, lun)
-    luns_checked = len(actual)
+    luns_checked = assert_mapped_as_declared(inv['mappings'], lambda ref: target_names[ref['ref']],
+                                             lambda ref: volumes[ref_id(ref)], declared())
 
-    # A second round of the eight, all at once again, changes nothing.
-    again, wall2 = run_round(lab, 'again')
-    assert [(i, rc) for i, rc, _out in again] == [(i, 0) for i in range(COPIES)], [failure_lines(o) or o[-2500:] for _i, rc, o in again if rc]
-    changed = dict((i, recap_changed(out)) for i, _rc, out in again)
-    assert set(changed.values()) == {0}, changed
-    assert lab.inventory() == full
+    wall2 = second_round_changes_nothing(lab, 'again', PLAYBOOK, full)
     print('8 copies at once: %.1f s wall (re-run %.1f s, changed=0 in all); %d volumes in %d groups, %d hosts, '
           '%d IQNs, 1 host group, %d mappings checked (each once, explicit LUNs as declared, no LUN clash); '
           '%d writes the array refused during the first round (races lost and resolved): %s'
           % (wall, wall2, len(volumes), len(vg_names), len(hosts), len(inv['host_iqns']), luns_checked, len(refused),
-             sorted(set('%s %s %s' % (r['method'], r['path'].split('?')[0], r['status']) for r in refused))))
+             refused_summary(refused)))
 
 
 # ------------------------------------------------------------------------------------------- list form
@@ -191,16 +213,8 @@ def test_eight_playbooks_at_once_with_the_hosts_list_converge_without_duplicates
     lab.clear_requests()
     lab.faults(latency_ms=LATENCY_MS)
     started = time.time()
-    results, wall = run_round(lab, 'list-first', LIST_PLAYBOOK)
-    failed = [(i, rc, failure_lines(out) or out[-2500:]) for i, rc, out in results if rc != 0]
-    assert failed == [], failed
-
-    full = lab.inventory()
-    assert duplicates(full) == {}, duplicates(full)
-    assert lun_clashes(full) == [], lun_clashes(full)
-    assert orphans(full, before=baseline) == [], orphans(full, before=baseline)
+    full, refused, wall = first_round(lab, 'list-first', LIST_PLAYBOOK, baseline)
     assert full['volumes'] == baseline['volumes']
-    refused = [r for r in lab.requests_log() if r['method'] != 'GET' and r['status'] >= 400]
 
     want = list_declared()
     hosts = dict((h['id'], h) for h in full['hosts'])
@@ -210,29 +224,16 @@ def test_eight_playbooks_at_once_with_the_hosts_list_converge_without_duplicates
     iqns = sorted((i['iqn'], hosts[ref_id(i['host'])]['name']) for i in full['host_iqns'])
     assert iqns == sorted((iqn, host) for host, (iqn, _vols) in want.items())
 
-    # Every declared mapping exactly once, with its explicit LUN where one was given; nothing else mapped.
     volumes = dict((v['id'], v['name']) for v in full['volumes'])
-    actual = {}
-    for m in full['mappings']:
-        key = (hosts[ref_id(m['host'])]['name'], volumes[ref_id(m['volume'])])
-        assert key not in actual, ('mapped twice', key)
-        actual[key] = m['lun']
-    expected_keys = set((host, v) for host, (_iqn, vols) in want.items() for v in vols)
-    assert set(actual) == expected_keys, sorted(set(actual) ^ expected_keys)
-    for (host, volume), lun in actual.items():
-        if want[host][1][volume] is not None:
-            assert lun == want[host][1][volume], (host, volume, lun)
+    mapped = assert_mapped_as_declared(full['mappings'], lambda ref: hosts[ref_id(ref)]['name'],
+                                       lambda ref: volumes[ref_id(ref)],
+                                       dict((host, vols) for host, (_iqn, vols) in want.items()))
 
-    # A second round of the eight, all at once again, changes nothing.
-    again, wall2 = run_round(lab, 'list-again', LIST_PLAYBOOK)
-    assert [(i, rc) for i, rc, _out in again] == [(i, 0) for i in range(COPIES)], [failure_lines(o) or o[-2500:] for _i, rc, o in again if rc]
-    changed = dict((i, recap_changed(out)) for i, _rc, out in again)
-    assert set(changed.values()) == {0}, changed
-    assert lab.inventory() == full
+    wall2 = second_round_changes_nothing(lab, 'list-again', LIST_PLAYBOOK, full)
     total = time.time() - started
     assert total < LIST_BOUND * 2, total    # a hang, not a slow machine: the bound the test is kept under, doubled
     print('list form, 8 copies at once: %.1f s wall (re-run %.1f s, changed=0 in all); %d hosts, %d IQNs, %d mappings '
           'checked (each once, explicit LUNs as declared, no LUN clash); %d writes the array refused during the first '
           'round (races lost and resolved): %s'
-          % (wall, wall2, len(hosts), len(full['host_iqns']), len(actual), len(refused),
-             sorted(set('%s %s %s' % (r['method'], r['path'].split('?')[0], r['status']) for r in refused))))
+          % (wall, wall2, len(hosts), len(full['host_iqns']), mapped, len(refused),
+             refused_summary(refused)))

@@ -81,14 +81,19 @@ def assert_converges(lab, prefix, count=COUNT, before=None):
     return inv
 
 
-def test_array_down_mid_run_fails_fast_and_rerun_converges(lab):
-    proc = lab.start_playbook(PLAYBOOK, env=env('down'), log_name='down')
+def interrupt_run(lab, prefix, after_writes, interrupt, reason):
+    """Start the playbook, call ``interrupt()`` once the array has taken ``after_writes`` writes, and check that
+    the playbook then fails within FAILURE_BOUND with a clear message naming the array (its address before the
+    interruption: a restarted k2sim listens on new ports) and ``reason``.
+    Returns (seconds from the interruption to the failure, the message)."""
+    host = lab.host()
+    proc = lab.start_playbook(PLAYBOOK, env=env(prefix), log_name=prefix)
     try:
-        lab.wait_for_writes(5)
-        lab.faults(down=True)
-        down_at = time.time()
+        lab.wait_for_writes(after_writes)
+        interrupt()
+        interrupted_at = time.time()
         proc.wait(FAILURE_BOUND + 60)          # a hang shows as TimeoutExpired here, long after the bound
-        failed_after = time.time() - down_at
+        failed_after = time.time() - interrupted_at
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -97,7 +102,12 @@ def test_array_down_mid_run_fails_fast_and_rerun_converges(lab):
         output = fh.read()
     assert proc.returncode == 2, output[-3000:]
     assert failed_after <= FAILURE_BOUND, (failed_after, FAILURE_BOUND, output[-3000:])
-    msg = assert_clear_failure(output, lab.host(), r'Connection refused|Cannot talk to|did not answer|No answer')
+    return failed_after, assert_clear_failure(output, host, reason)
+
+
+def test_array_down_mid_run_fails_fast_and_rerun_converges(lab):
+    failed_after, msg = interrupt_run(lab, 'down', 5, lambda: lab.faults(down=True),
+                                      r'Connection refused|Cannot talk to|did not answer|No answer')
     print('array down after 5 writes: failed %.1f s later (bound %.0f s = %d calls x timeout %d s + %.0f s); %s'
           % (failed_after, FAILURE_BOUND, CALLS_AFTER_OUTAGE, TIMEOUT, ANSIBLE_OVERHEAD, msg[:160]))
 
@@ -131,23 +141,8 @@ def test_sigkill_mid_run_store_intact_and_rerun_converges(lab):
         prefix = 'kill%d' % round_no
         lab.clear_requests()
         lab.faults(latency_ms=LATENCY_MS)
-        old_host = lab.host()
-        proc = lab.start_playbook(PLAYBOOK, env=env(prefix), log_name=prefix)
-        try:
-            lab.wait_for_writes(kill_after)
-            lab.kill()
-            killed_at = time.time()
-            proc.wait(FAILURE_BOUND + 60)
-            failed_after = time.time() - killed_at
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        with open(proc.log_path) as fh:
-            output = fh.read()
-        assert proc.returncode == 2, output[-3000:]
-        assert failed_after <= FAILURE_BOUND, (failed_after, FAILURE_BOUND, output[-3000:])
-        msg = assert_clear_failure(output, old_host, r'Connection refused|Cannot talk to|may or may not have applied')
+        failed_after, msg = interrupt_run(lab, prefix, kill_after, lab.kill,
+                                          r'Connection refused|Cannot talk to|may or may not have applied')
 
         # The store as the SIGKILL left it, then as the restarted k2sim serves it.
         dead = dict((path, integrity_check(path)) for path in db_paths)
