@@ -276,11 +276,17 @@ class K2Server(object):
         self._server.server_close()
 
 
-def run_module(main, args, capsys):
+def run_module(main, args, capsys, check=False, diff=False):
     """Run a module's ``main`` with real AnsibleModule argument handling; return ``(result, failed)``.
 
-    The module's JSON result is read from stdout, as Ansible itself reads it.
+    ``check``/``diff`` run it as ``ansible-playbook --check``/``--diff`` would. The module's JSON result is read from
+    stdout, as Ansible itself reads it.
     """
+    args = dict(args)
+    if check:
+        args['_ansible_check_mode'] = True
+    if diff:
+        args['_ansible_diff'] = True
     with patch_module_args(args):
         with pytest.raises(SystemExit) as caught:
             main()

@@ -33,9 +33,7 @@ def run(src, dst, capsys, check=False, **args):
     params.setdefault('poll_interval', 1)
     if 'volume_groups' not in params:
         params.setdefault('sessions', [{'name': 's1'}])
-    if check:
-        params['_ansible_check_mode'] = True
-    return run_module(k2_failover.main, params, capsys)
+    return run_module(k2_failover.main, params, capsys, check=check)
 
 
 def remote(state='in_sync', role='target', gen=5, snap=50):

@@ -66,12 +66,7 @@ def linux_host(host_id=4, name=IQN_HOST, group=None):
 
 
 def run(conn, capsys, check=False, diff=False, **args):
-    params = dict(conn, **args)
-    if check:
-        params['_ansible_check_mode'] = True
-    if diff:
-        params['_ansible_diff'] = True
-    return run_module(k2_host_mapping.main, params, capsys)
+    return run_module(k2_host_mapping.main, dict(conn, **args), capsys, check=check, diff=diff)
 
 
 def iscsi_info(lun, multipath=False):

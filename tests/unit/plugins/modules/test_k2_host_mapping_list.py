@@ -58,12 +58,7 @@ def iqn(obj_id, value, host_id):
 
 
 def run(conn, capsys, check=False, diff=False, **args):
-    params = dict(conn, **args)
-    if check:
-        params['_ansible_check_mode'] = True
-    if diff:
-        params['_ansible_diff'] = True
-    return run_module(k2_host_mapping.main, params, capsys)
+    return run_module(k2_host_mapping.main, dict(conn, **args), capsys, check=check, diff=diff)
 
 
 HOSTS = [

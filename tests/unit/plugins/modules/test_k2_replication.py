@@ -86,9 +86,7 @@ def run(src, dst, capsys, check=False, **args):
     params.setdefault('target', target)
     params.setdefault('wait_timeout', 3)
     params.setdefault('poll_interval', 1)
-    if check:
-        params['_ansible_check_mode'] = True
-    return run_module(k2_replication.main, params, capsys)
+    return run_module(k2_replication.main, params, capsys, check=check)
 
 
 def by_name(name):

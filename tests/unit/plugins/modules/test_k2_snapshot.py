@@ -31,12 +31,7 @@ def find_policy(name='Best_Effort_Retention', obj_id=1):
 
 
 def run(conn, capsys, check=False, diff=False, **args):
-    params = dict(conn, **args)
-    if check:
-        params['_ansible_check_mode'] = True
-    if diff:
-        params['_ansible_diff'] = True
-    return run_module(k2_snapshot.main, params, capsys)
+    return run_module(k2_snapshot.main, dict(conn, **args), capsys, check=check, diff=diff)
 
 
 def test_create_takes_snapshot_of_the_group_with_cinder_defaults(k2_server, conn, capsys):

@@ -66,11 +66,7 @@ def mappings_of(refs, *found):
 
 
 def run(args, capsys, check=False, diff=False):
-    if check:
-        args['_ansible_check_mode'] = True
-    if diff:
-        args['_ansible_diff'] = True
-    return run_module(k2_volume.main, args, capsys)
+    return run_module(k2_volume.main, args, capsys, check=check, diff=diff)
 
 
 def methods(server):
