@@ -57,7 +57,7 @@ from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_client import (
     HAS_REQUESTS, REQUESTS_IMPORT_ERROR, DEFAULT_RETRIES, DEFAULT_RETRY_MAX_WAIT, DEFAULT_TIMEOUT,
-    K2Client, K2Error, K2ReferenceError, ref_path, values_equal,
+    K2Client, K2Error, K2ReferenceError, values_equal,
 )
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_naming import K2NamingError
 from ansible_collections.kaminario.k2.plugins.module_utils.k2_sizes import K2SizeError, size_to_kib, format_kib

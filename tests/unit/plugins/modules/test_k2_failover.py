@@ -275,9 +275,9 @@ def test_failback_needs_the_primary(src, dst, capsys):
     assert result['k2_requests']['target'] == {'total': 2, 'GET': 2}
 
 
-def test_test_maps_a_view_of_the_last_replica_without_touching_the_primary(src, dst, capsys):
-    secondary_reads(dst, replica=False)
-    dst.register(
+def new_test_view_steps():
+    """The requests of state=test up to the mapping: the test host, no view yet, the last replica, a view of it."""
+    return [
         ('GET', 'hosts', {'name': 'drhost', '__fields': 'id,name', '__limit': '2'}, None, 200, hits([{'id': 5, 'name': 'drhost'}])),
         ('GET', 'snapshots', by_name('rvg1:dr-test'), None, 200, hits([])),
         ('GET', 'snapshots/50', None, None, 200, REPLICA),
@@ -286,6 +286,13 @@ def test_test_maps_a_view_of_the_last_replica_without_touching_the_primary(src, 
         ('POST', 'snapshots', None, {'short_name': 'dr-test', 'source': {'ref': '/snapshots/50'}, 'is_exposable': True,
                                      'retention_policy': {'ref': '/retention_policies/1'}, 'is_auto_deleteable': False},
          201, {'id': 71, 'name': 'rvg1:dr-test', 'short_name': 'dr-test'}),
+    ]
+
+
+def test_test_maps_a_view_of_the_last_replica_without_touching_the_primary(src, dst, capsys):
+    secondary_reads(dst, replica=False)
+    dst.register(
+        *new_test_view_steps(),
         ('POST', 'mappings', None, {'volume': {'ref': '/snapshots/71'}, 'host': {'ref': '/hosts/5'}}, 201,
          {'id': 80, 'volume': {'ref': '/snapshots/71'}, 'host': {'ref': '/hosts/5'}, 'lun': 1}),
         ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote()])),
@@ -305,14 +312,7 @@ def test_test_lost_mapping_answer_is_settled_by_reading_the_mapping(src, dst, ca
     secondary_reads(dst, replica=False)
     mapping = {'id': 80, 'volume': {'ref': '/snapshots/71'}, 'host': {'ref': '/hosts/5'}, 'lun': 3}
     dst.register(
-        ('GET', 'hosts', {'name': 'drhost', '__fields': 'id,name', '__limit': '2'}, None, 200, hits([{'id': 5, 'name': 'drhost'}])),
-        ('GET', 'snapshots', by_name('rvg1:dr-test'), None, 200, hits([])),
-        ('GET', 'snapshots/50', None, None, 200, REPLICA),
-        ('GET', 'retention_policies', {'name': 'Best_Effort_Retention', '__fields': 'id,name', '__limit': '2'}, None, 200,
-         hits([{'id': 1, 'name': 'Best_Effort_Retention'}])),
-        ('POST', 'snapshots', None, {'short_name': 'dr-test', 'source': {'ref': '/snapshots/50'}, 'is_exposable': True,
-                                     'retention_policy': {'ref': '/retention_policies/1'}, 'is_auto_deleteable': False},
-         201, {'id': 71, 'name': 'rvg1:dr-test', 'short_name': 'dr-test'}),
+        *new_test_view_steps(),
         ('POST', 'mappings', None, {'volume': {'ref': '/snapshots/71'}, 'host': {'ref': '/hosts/5'}}, 201, Drop()),
         ('GET', 'mappings', {'volume.ref': '/snapshots/71', 'host.ref': '/hosts/5', '__limit': '2'}, None, 200, hits([mapping])),
         ('GET', 'replication/sessions', by_name('rs1'), None, 200, hits([remote()])),

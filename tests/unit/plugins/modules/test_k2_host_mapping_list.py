@@ -76,19 +76,30 @@ def create_reads(k2_server):
     )
 
 
-def test_create_hosts_initiators_and_mappings_in_three_bulk_posts(k2_server, conn, capsys):
-    create_reads(k2_server)
-    k2_server.register(
+def new_hosts_posts():
+    """The __bulk POSTs that create HOSTS' two hosts and their IQNs (ids 4, 5 and 20, 21)."""
+    return [
         ('POST', 'hosts/__bulk', None, [{'name': 'h1', 'type': 'Linux'}, {'name': 'h2', 'type': 'Linux'}], 201,
          hits([host(4, 'h1'), host(5, 'h2')])),
         ('POST', 'host_iqns/__bulk', None, [{'iqn': IQN1, 'host': {'ref': '/hosts/4'}}, {'iqn': IQN2, 'host': {'ref': '/hosts/5'}}], 201,
          hits([iqn(20, IQN1, 4), iqn(21, IQN2, 5)])),
-        # The explicit LUN goes first, so that the LUN K2 picks for v1 can never be 5.
-        ('POST', 'mappings/__bulk', None, [
-            {'volume': {'ref': '/volumes/8'}, 'host': {'ref': '/hosts/4'}, 'lun': 5},
-            {'volume': {'ref': '/volumes/7'}, 'host': {'ref': '/hosts/4'}},
-            {'volume': {'ref': '/volumes/9'}, 'host': {'ref': '/hosts/5'}},
-        ], 201, hits([mapping(12, '/volumes/8', 5, 4), mapping(11, '/volumes/7', 1, 4), mapping(13, '/volumes/9', 1, 5)])),
+    ]
+
+
+# HOSTS' mappings as one __bulk POST body: the explicit LUN goes first, so that the LUN K2 picks for v1 can never be 5.
+HOSTS_MAPPINGS = [
+    {'volume': {'ref': '/volumes/8'}, 'host': {'ref': '/hosts/4'}, 'lun': 5},
+    {'volume': {'ref': '/volumes/7'}, 'host': {'ref': '/hosts/4'}},
+    {'volume': {'ref': '/volumes/9'}, 'host': {'ref': '/hosts/5'}},
+]
+
+
+def test_create_hosts_initiators_and_mappings_in_three_bulk_posts(k2_server, conn, capsys):
+    create_reads(k2_server)
+    k2_server.register(
+        *new_hosts_posts(),
+        ('POST', 'mappings/__bulk', None, HOSTS_MAPPINGS, 201,
+         hits([mapping(12, '/volumes/8', 5, 4), mapping(11, '/volumes/7', 1, 4), mapping(13, '/volumes/9', 1, 5)])),
     )
     result, failed = run(conn, capsys, hosts=HOSTS)
     assert not failed, result
@@ -223,15 +234,8 @@ def test_iqn_of_another_host_is_refused_naming_the_item(k2_server, conn, capsys)
 def test_failing_bulk_mapping_post_rolls_back_what_the_run_created(k2_server, conn, capsys):
     create_reads(k2_server)
     k2_server.register(
-        ('POST', 'hosts/__bulk', None, [{'name': 'h1', 'type': 'Linux'}, {'name': 'h2', 'type': 'Linux'}], 201,
-         hits([host(4, 'h1'), host(5, 'h2')])),
-        ('POST', 'host_iqns/__bulk', None, [{'iqn': IQN1, 'host': {'ref': '/hosts/4'}}, {'iqn': IQN2, 'host': {'ref': '/hosts/5'}}], 201,
-         hits([iqn(20, IQN1, 4), iqn(21, IQN2, 5)])),
-        ('POST', 'mappings/__bulk', None, [
-            {'volume': {'ref': '/volumes/8'}, 'host': {'ref': '/hosts/4'}, 'lun': 5},
-            {'volume': {'ref': '/volumes/7'}, 'host': {'ref': '/hosts/4'}},
-            {'volume': {'ref': '/volumes/9'}, 'host': {'ref': '/hosts/5'}},
-        ], 400, error('MC_ERR_LUN_IN_USE: no free LUN left')),
+        *new_hosts_posts(),
+        ('POST', 'mappings/__bulk', None, HOSTS_MAPPINGS, 400, error('MC_ERR_LUN_IN_USE: no free LUN left')),
         # Is an explicit LUN of the batch held by another volume now (a race)? No: the array's own error stands.
         by_hosts('mappings', ['/hosts/4'], 'id,volume,lun,host', []),
         # Newest first: the IQNs, then the hosts.
