@@ -306,12 +306,17 @@ class _TLSAdapter(HTTPAdapter):
     """
 
     def __init__(self, ca_path=None, **kwargs):
-        if ca_path and os.path.isdir(ca_path):
-            self._context = ssl.create_default_context(capath=ca_path)
-        elif ca_path:
-            self._context = ssl.create_default_context(cafile=ca_path)
-        else:
-            self._context = ssl.create_default_context()
+        try:
+            if ca_path and os.path.isdir(ca_path):
+                self._context = ssl.create_default_context(capath=ca_path)
+            elif ca_path:
+                self._context = ssl.create_default_context(cafile=ca_path)
+            else:
+                self._context = ssl.create_default_context()
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: not PEM, no certificate in it
+            raise ValueError('ca_path %s cannot be used as CA certificates (%s): give the PEM file (or a directory of '
+                             'hashed PEM files) of the CA that signed the array certificate.'
+                             % (ca_path, getattr(exc, 'strerror', None) or exc))
         super(_TLSAdapter, self).__init__(**kwargs)
 
     def init_poolmanager(self, *args, **kwargs):
@@ -387,6 +392,15 @@ class K2Client(object):
         self.retries = max(0, int(retries))
         self.retry_max_wait = max(0.0, float(retry_max_wait))
         self.trace_file = trace_file
+        # Set when writing the trace failed during the run: tracing stops, the run goes on (a request already
+        # applied must not turn into a failure because its log line could not be written), and modules warn.
+        self.trace_error = None
+        if trace_file:
+            try:
+                os.close(os.open(trace_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+            except OSError as exc:
+                raise ValueError('trace_file %s cannot be written (%s): give a file in an existing directory this '
+                                 'user may write to, or leave trace_file unset.' % (trace_file, exc.strerror))
         self._sleep = sleep
         self._clock = clock
         self._rand = rand
@@ -609,9 +623,13 @@ class K2Client(object):
             entry['error'] = redact(_short(error), self._secrets)
         line = json.dumps(entry, sort_keys=True, default=str)
         # 0600: a trace holds object names and addresses even with secrets removed.
-        fd = os.open(self.trace_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(fd, 'a') as handle:
-            handle.write(line + '\n')
+        try:
+            fd = os.open(self.trace_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, 'a') as handle:
+                handle.write(line + '\n')
+        except OSError as exc:
+            self.trace_error = 'trace_file %s could not be written (%s); tracing stopped.' % (self.trace_file, exc.strerror)
+            self.trace_file = None
 
     # ------------------------------------------------------------- queries
 

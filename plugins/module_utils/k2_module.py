@@ -83,6 +83,9 @@ def k2_argument_spec():
     )
 
 
+# The two ways to log in, and the environment variables their options fall back to.
+LOGIN_METHODS = (('k2_username', 'k2_password'), ('k2_token', 'k2_sdp_id'))
+LOGIN_ENV = {LOGIN_METHODS[0]: ('K2_USERNAME', 'K2_PASSWORD'), LOGIN_METHODS[1]: ('K2_TOKEN', 'K2_SDP_ID')}
 K2_REQUIRED_TOGETHER = [('k2_username', 'k2_password'), ('k2_token', 'k2_sdp_id')]
 K2_MUTUALLY_EXCLUSIVE = [('k2_username', 'k2_token'), ('k2_password', 'k2_token'),
                          ('k2_username', 'k2_sdp_id'), ('k2_password', 'k2_sdp_id')]
@@ -660,6 +663,7 @@ class K2AnsibleModule(AnsibleModule):
         self._k2_shape_errors = []
         params = self.params if isinstance(self.params, dict) else {}
         self._k2_given = dict(params)     # as given: validation replaces a list option's bad elements
+        self._choose_login_method(params)
         for name, opt in (self.argument_spec or {}).items():
             if opt.get('type') != 'dict' or not opt.get('options'):
                 continue
@@ -669,6 +673,30 @@ class K2AnsibleModule(AnsibleModule):
                     self._k2_shape_errors.append("argument '%s' is of type %s and we were unable to convert to dict: a "
                                                  "dictionary of its sub-options is required" % (key, type(value).__name__))
                     params[key] = None
+
+    def _choose_login_method(self, params):
+        """The login method the task names wins over the environment's other one.
+
+        Every connection option falls back to an environment variable, and ansible-core applies the fallbacks before
+        it checks that user/password and token/SDP id are not both given: with K2_USERNAME and K2_PASSWORD exported,
+        a task that sets k2_token and k2_sdp_id would fail as "mutually exclusive". An option of the method
+        the task does not name is not looked up in the environment (its fallback is taken out of this run's argument
+        spec). When the task names neither and the environment holds both, the failure says so.
+        """
+        spec = self.argument_spec or {}
+        if not all(key in spec for key in LOGIN_METHODS[0] + LOGIN_METHODS[1]):
+            return
+        named = [any(params.get(key) is not None for key in keys) for keys in LOGIN_METHODS]
+        if named[0] != named[1]:
+            for key in LOGIN_METHODS[1 if named[0] else 0]:
+                spec[key] = dict((k, v) for k, v in spec[key].items() if k != 'fallback')
+        elif not any(named):
+            in_env = [[var for var in LOGIN_ENV[keys] if os.environ.get(var)] for keys in LOGIN_METHODS]
+            if in_env[0] and in_env[1]:
+                self._k2_shape_errors.append(
+                    'the environment sets %s and %s, two ways to log in: choose one by setting k2_username and '
+                    'k2_password, or k2_token and k2_sdp_id, on the task (or in module_defaults), or unset the other '
+                    'variables' % ('/'.join(in_env[0]), '/'.join(in_env[1])))
 
     def __init__(self, *args, **kwargs):
         super(K2AnsibleModule, self).__init__(*args, **kwargs)
@@ -972,6 +1000,8 @@ class K2Module(object):
     def _close(self):
         if self._client is not None:
             self._client.close()
+            if self._client.trace_error:
+                self.module.warn(self._client.trace_error)
 
     def work(self):
         """Override: do the module's job, return a dict of extra results."""

@@ -80,7 +80,7 @@ def client_from_connection(conn, trace_file=None):
     return K2Client(conn['k2_host'], username=conn.get('k2_username'), password=conn.get('k2_password'),
                     token=conn.get('k2_token'), sdp_id=conn.get('k2_sdp_id'),
                     validate_certs=conn.get('validate_certs', True), ca_path=conn.get('ca_path'),
-                    timeout=conn.get('timeout') or DEFAULT_TIMEOUT,
+                    timeout=DEFAULT_TIMEOUT if conn.get('timeout') is None else conn['timeout'],
                     retries=DEFAULT_RETRIES if conn.get('retries') is None else conn['retries'],
                     retry_max_wait=DEFAULT_RETRY_MAX_WAIT if conn.get('retry_max_wait') is None else conn['retry_max_wait'],
                     trace_file=trace_file)
@@ -134,6 +134,8 @@ class K2TwoArrayModule(K2Module):
         super(K2TwoArrayModule, self)._close()
         if self._target is not None:
             self._target.close()
+            if self._target.trace_error and self._target.trace_error != getattr(self._client, 'trace_error', None):
+                self.module.warn('target: ' + self._target.trace_error)
 
 
 # --------------------------------------------------------------------------- waits

@@ -11,6 +11,7 @@ __metaclass__ = type
 import base64
 import json
 import os
+import shutil
 import stat
 import time
 
@@ -610,6 +611,21 @@ def test_trace_file_redacts_bearer_token(k2_server, fake_time, tmp_path):
     entry = json.loads(trace.read_text())
     assert 'tok-XYZ' not in trace.read_text()
     assert entry['headers']['Authorization'] == REDACTED
+
+
+def test_trace_that_cannot_be_written_mid_run_stops_tracing_not_the_run(k2_server, fake_time, tmp_path):
+    # The request has been applied by the time its trace line is written: losing the trace must not fail it.
+    folder = tmp_path / 'traces'
+    folder.mkdir()
+    client = make_client(k2_server, fake_time, trace_file=str(folder / 'trace.jsonl'))
+    shutil.rmtree(str(folder))
+    k2_server.register(('POST', 'volume_groups', None, {'name': 'g1'}, 201, {'id': 4, 'name': 'g1'}),
+                       ('GET', 'volume_groups/4', None, None, 200, {'id': 4, 'name': 'g1'}))
+    assert client.create('volume_groups', {'name': 'g1'})['id'] == 4
+    assert client.trace_error == ('trace_file %s could not be written (No such file or directory); tracing stopped.'
+                                  % (folder / 'trace.jsonl'))
+    assert client.get('volume_groups', 4)['id'] == 4
+    assert not folder.exists()
 
 
 def test_redact_nested_structures():

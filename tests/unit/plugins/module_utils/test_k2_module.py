@@ -299,6 +299,59 @@ def test_connection_options_from_environment(k2_server, capsys, monkeypatch):
     assert k2_server.received[0].headers['Authorization'].startswith('Basic ')
 
 
+def test_token_on_the_task_wins_over_a_user_in_the_environment(k2_server, capsys, monkeypatch):
+    # The environment's K2_USERNAME/K2_PASSWORD must not make a task that logs in with a Flex token fail as
+    # "mutually exclusive" (ansible-core applies the fallbacks before that check).
+    monkeypatch.setenv('K2_USERNAME', 'admin')
+    monkeypatch.setenv('K2_PASSWORD', 's3cr3t-pw')
+    k2_server.register(('GET', '/rest/sdps/3/api/v2/volumes', {'name': 'v1', '__limit': '2'}, None, 200, hits([volume()])))
+    result, failed = run_module(demo_main, dict(name='v1', k2_host=k2_server.host, ca_path=k2_server.ca_path,
+                                                k2_token='tok-123', k2_sdp_id='3'), capsys)
+    assert not failed, result
+    assert k2_server.received[0].headers['Authorization'] == 'Bearer tok-123'
+
+
+def test_user_on_the_task_wins_over_a_token_in_the_environment(k2_server, conn, capsys, monkeypatch):
+    monkeypatch.setenv('K2_TOKEN', 'tok-123')
+    monkeypatch.setenv('K2_SDP_ID', '3')
+    k2_server.register(lookup('v1', volume()))
+    result, failed = run_module(demo_main, dict(conn, name='v1'), capsys)
+    assert not failed, result
+    assert k2_server.received[0].headers['Authorization'].startswith('Basic ')
+
+
+def test_both_login_methods_in_the_environment_fail_naming_the_variables(k2_server, capsys, monkeypatch):
+    for var, value in (('K2_USERNAME', 'admin'), ('K2_PASSWORD', 's3cr3t-pw'), ('K2_TOKEN', 'tok-123'), ('K2_SDP_ID', '3')):
+        monkeypatch.setenv(var, value)
+    result, failed = run_module(demo_main, dict(name='v1', k2_host=k2_server.host, ca_path=k2_server.ca_path), capsys)
+    assert failed
+    assert 'the environment sets K2_USERNAME/K2_PASSWORD and K2_TOKEN/K2_SDP_ID' in result['msg']
+    assert 'k2_token and k2_sdp_id' in result['msg']
+    assert k2_server.received == []
+
+
+@pytest.mark.parametrize('make_path, problem', [
+    (lambda tmp: str(tmp / 'missing' / 'ca.pem'), 'No such file or directory'),
+    (lambda tmp: (tmp / 'notpem.pem').write_text('not a certificate') and str(tmp / 'notpem.pem'), ''),
+])
+def test_unusable_ca_path_fails_naming_the_option(k2_server, conn, capsys, tmp_path, make_path, problem):
+    path = make_path(tmp_path)
+    result, failed = run_module(demo_main, dict(conn, name='v1', ca_path=path), capsys)
+    assert failed
+    assert result['msg'].startswith('ca_path %s cannot be used as CA certificates (%s' % (path, problem)), result['msg']
+    assert 'exception' not in result
+    assert k2_server.received == []
+
+
+def test_trace_file_in_a_missing_directory_fails_before_any_request(k2_server, conn, capsys, tmp_path):
+    path = str(tmp_path / 'missing' / 'trace.jsonl')
+    result, failed = run_module(demo_main, dict(conn, name='v1', trace_file=path), capsys)
+    assert failed
+    assert result['msg'] == ('trace_file %s cannot be written (No such file or directory): give a file in an existing '
+                             'directory this user may write to, or leave trace_file unset.' % path)
+    assert k2_server.received == []
+
+
 def test_k2_host_is_required_without_environment(capsys, monkeypatch):
     monkeypatch.delenv('K2_HOST', raising=False)
     result, failed = run_module(demo_main, dict(name='v1', k2_username='a', k2_password='b'), capsys)
