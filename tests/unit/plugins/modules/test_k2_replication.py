@@ -229,6 +229,15 @@ def test_rpo_is_validated_before_any_request(src, dst, capsys, rpo):
     assert result['k2_requests']['total'] == 0
 
 
+def test_target_timeout_zero_is_refused_before_any_request(src, dst, capsys):
+    # Was taken as "unset" and replaced by 60 s, where the module's own timeout: 0 is refused.
+    result, failed = run(src, dst, capsys, name='s1', volume_group='vg1', peer_array='dr', state='in_sync',
+                         target=dict(conn(dst), k2_password='s3cr3t-dst', timeout=0))
+    assert failed
+    assert result['msg'] == 'target: timeout must be a positive number of seconds.'
+    assert result['k2_requests']['total'] == 0
+
+
 @pytest.mark.parametrize('rpo', [60, 300, 900, 3600])
 def test_valid_rpos(rpo):
     assert rep_utils.rpo_problem(rpo) is None
