@@ -55,11 +55,15 @@ options:
   peer_volume_group:
     description:
       - Name K2 gives the replica volume group on the peer array. Default C(r) + O(volume_group), as the Cinder driver
-        names it. Set only at creation.
+        names it.
+      - Set only at creation. The session keeps the name, so later tasks may leave this option out; a later task that
+        names another one fails.
     type: str
   remote_session_name:
     description:
-      - Name of the session on the peer array. Default C(r) + O(name), as the Cinder driver names it. Set only at creation.
+      - Name of the session on the peer array. Default C(r) + O(name), as the Cinder driver names it.
+      - Set only at creation. The session keeps the name, so later tasks may leave this option out; a later task that
+        names another one fails.
     type: str
   rpo:
     description:
@@ -501,9 +505,10 @@ class K2Replication(K2TwoArrayModule):
         peer_name = p['peer_array'] or (p['peer']['name'] if p['peer'] else None)
         if peer is None or (peer_name and peer.get('name') != peer_name) or local is not None:
             peer = self.find_peer(local, peer_name)
-        if local is not None and peer_name and not same_ref(local.get('replication_peer_k2array'), make_ref(PEERS, peer['id'])):
-            self.fail("Session '%s' replicates to another peer array than '%s' (option peer_array): this cannot change."
-                      % (p['name'], peer_name))
+        if local is not None and peer_name and peer.get('name') != peer_name:
+            self.fail("Session '%s' replicates to peer array '%s', not '%s' (option %s): a session's peer cannot change. "
+                      "Remove the session (state: absent, confirm_teardown: true) and create it again, or fix the option."
+                      % (p['name'], peer.get('name'), peer_name, 'peer_array' if p['peer_array'] else 'peer.name'))
         volumes, peer_volumes = self.read_volumes(vg)
         wanted = self.wanted_peer_volumes(vg, volumes)
         have = dict((ref_id(pv['local_volume']), pv['name']) for pv in peer_volumes if pv.get('local_volume'))
@@ -512,7 +517,8 @@ class K2Replication(K2TwoArrayModule):
         if local is None:
             return self.create(vg, peer, volumes, missing)
 
-        remote_name = p['remote_session_name'] or rep_name(p['name'])
+        remote_name = self.remote_session_name(local)
+        self.peer_group_name(vg, local)  # refuses another name than the session's before any request to the peer
         with self.step("look up remote session '%s' on the peer array" % remote_name):
             remote = find_session(self.target, remote_name)
         if local.get('current_role') == 'target' or local.get('state') == 'failed_over':
@@ -613,15 +619,31 @@ class K2Replication(K2TwoArrayModule):
             'name': local['name'] if local else self.params['name'],
             'volume_group': vg['name'],
             'peer_array': (peer or {}).get('name'),
-            'peer_volume_group': self.peer_group_name(vg),
+            'peer_volume_group': self.peer_group_name(vg, local),
             'remote_session_name': remote_name,
             'rpo': _as_int(local.get('rpo')) if local else self.params['rpo'],
             'state': local.get('state') if local else None,
             'peer_volumes': sorted(({'volume': names.get(vid, str(vid)), 'name': n} for vid, n in have.items()), key=lambda e: e['volume']),
         }
 
-    def peer_group_name(self, vg):
-        return self.params['peer_volume_group'] or rep_name(vg['name'])
+    def peer_group_name(self, vg, local=None):
+        """The replica volume group's name on the peer array: as the session ``local`` was created with, else the option,
+        else ``r`` + the group's name."""
+        return self.recorded_name(local, 'replication_peer_volume_group_name', 'peer_volume_group', rep_name(vg['name']))
+
+    def remote_session_name(self, local=None):
+        """The session's name on the peer array: as the session ``local`` was created with, else the option, else ``r`` + name."""
+        return self.recorded_name(local, 'remote_replication_session_name', 'remote_session_name', rep_name(self.params['name']))
+
+    def recorded_name(self, local, field, option, default):
+        """A peer-side name fixed when the session was created. The session keeps it (``field``), so a later task need
+        not repeat the option; an option naming something else fails, since the name cannot change."""
+        recorded = (local or {}).get(field)
+        given = self.params[option]
+        if recorded and given and given != recorded:
+            self.fail("Session '%s' was created with %s '%s', not '%s' (option %s): it cannot change. Leave %s out, or "
+                      "set it to '%s'." % (self.params['name'], option, recorded, given, option, option, recorded))
+        return recorded or given or default
 
     # ------------------------------------------------------------------ create
 
@@ -632,7 +654,7 @@ class K2Replication(K2TwoArrayModule):
                       "multiple of 300)." % p['name'])
         if not volumes:
             self.fail("Volume group '%s' has no volumes: create them before replicating it." % vg['name'])
-        remote_name = p['remote_session_name'] or rep_name(p['name'])
+        remote_name = self.remote_session_name()
         peer_vg = self.peer_group_name(vg)
         names = dict((v['id'], v['name']) for v in volumes)
         with self.step("check that volume group '%s' is not replicated already" % vg['name']):
@@ -755,9 +777,9 @@ class K2Replication(K2TwoArrayModule):
 
     def absent(self):
         p = self.params
-        remote_name = p['remote_session_name'] or rep_name(p['name'])
         with self.step("look up session '%s'" % p['name']):
             local = find_session(self.client, p['name'])
+        remote_name = self.remote_session_name(local)
         with self.step("look up remote session '%s' on the peer array" % remote_name):
             remote = find_session(self.target, remote_name)
         vg_name = p['volume_group']
@@ -775,8 +797,9 @@ class K2Replication(K2TwoArrayModule):
         with self.step('look up the peer volume group on the peer array'):
             if remote is not None and remote.get('local_volume_group'):
                 peer_vg = self.target.get('volume_groups', ref_id(remote['local_volume_group']), fields=['name'])
-            elif p['peer_volume_group'] or vg_name:
-                peer_vg = self.target.get_by_name('volume_groups', p['peer_volume_group'] or rep_name(vg_name), fields=['name'])
+            elif (local or {}).get('replication_peer_volume_group_name') or p['peer_volume_group'] or vg_name:
+                peer_vg = self.target.get_by_name('volume_groups', self.peer_group_name({'name': vg_name or ''}, local),
+                                                  fields=['name'])
         if local is None and remote is None and peer_vg is None:
             return
         if not p['confirm_teardown']:

@@ -221,6 +221,79 @@ def test_rerun_is_reads_only_and_unchanged(src, dst, capsys):
     assert result['diff']['before'] == result['diff']['after']
 
 
+def recorded_session(state='in_sync'):
+    """A session created with its own peer-side names, as K2 shows it afterwards."""
+    out = session(state=state, gen=3)
+    out.update(remote_replication_session_name='dr-s1', replication_peer_volume_group_name='dr-vg1')
+    return out
+
+
+def test_rerun_without_the_peer_side_names_uses_those_the_session_was_created_with(src, dst, capsys):
+    # Before: the names were worked out again as r + name, so the remote session 'rs1' was never found and even a
+    # no-change run waited wait_timeout for it.
+    src.register(
+        ('GET', 'replication/sessions', by_name('s1'), None, 200, hits([recorded_session()])),
+        ('GET', 'volume_groups/3', None, None, 200, VG),
+        ('GET', 'replication/peer_k2arrays/1', None, None, 200, PEER),
+        ('GET', 'volumes', VOL_QUERY, None, 200, hits(VOLUMES)),
+        ('GET', 'replication/peer_volumes', PV_QUERY, None, 200,
+         hits([{'id': 1, 'name': 'rv1', 'local_volume': {'ref': '/volumes/10'}}, {'id': 2, 'name': 'rv2', 'local_volume': {'ref': '/volumes/11'}}])),
+    )
+    dst.register(('GET', 'replication/sessions', by_name('dr-s1'), None, 200,
+                  hits([session(7, 'dr-s1', 8, state='in_sync', role='target', gen=3)])))
+    result, failed = run(src, dst, capsys, name='s1', state='in_sync')
+    assert not failed, result
+    assert result['changed'] is False
+    assert result['session']['remote_session_name'] == 'dr-s1'
+    assert result['session']['peer_volume_group'] == 'dr-vg1'
+    assert result['k2_requests']['total'] == 6
+
+
+@pytest.mark.parametrize('option, given, recorded', [
+    ('remote_session_name', 'other-s1', 'dr-s1'),
+    ('peer_volume_group', 'other-vg1', 'dr-vg1'),
+])
+def test_another_peer_side_name_than_the_session_was_created_with_is_refused(src, dst, capsys, option, given, recorded):
+    src.register(
+        ('GET', 'replication/sessions', by_name('s1'), None, 200, hits([recorded_session()])),
+        ('GET', 'volume_groups/3', None, None, 200, VG),
+        ('GET', 'replication/peer_k2arrays/1', None, None, 200, PEER),
+        ('GET', 'volumes', VOL_QUERY, None, 200, hits(VOLUMES)),
+        ('GET', 'replication/peer_volumes', PV_QUERY, None, 200, hits([])),
+    )
+    result, failed = run(src, dst, capsys, name='s1', state='in_sync', **{option: given})
+    assert failed
+    assert result['msg'] == ("Session 's1' was created with %s '%s', not '%s' (option %s): it cannot change. Leave %s out, "
+                             "or set it to '%s'." % (option, recorded, given, option, option, recorded))
+    assert result['k2_requests']['total'] == result['k2_requests']['GET']
+
+
+def test_another_peer_array_than_the_session_replicates_to_is_refused(src, dst, capsys):
+    # Before: the peer was read through the session itself and compared with itself, so peer_array was ignored.
+    src.register(
+        ('GET', 'replication/sessions', by_name('s1'), None, 200, hits([session(state='in_sync', gen=3)])),
+        ('GET', 'volume_groups/3', None, None, 200, VG),
+        ('GET', 'replication/peer_k2arrays/1', None, None, 200, PEER),
+    )
+    result, failed = run(src, dst, capsys, name='s1', peer_array='other-dr', state='in_sync')
+    assert failed
+    assert result['msg'].startswith("Session 's1' replicates to peer array 'dr', not 'other-dr' (option peer_array): "
+                                    "a session's peer cannot change.")
+    assert result['k2_requests']['total'] == 3
+
+
+def test_absent_tears_down_the_peer_side_objects_the_session_was_created_with(src, dst, log, capsys):
+    src.register(('GET', 'replication/sessions', by_name('s1'), None, 200, hits([recorded_session(state='idle')])))
+    dst.register(('GET', 'replication/sessions', by_name('dr-s1'), None, 200, hits([])))
+    src.register(('GET', 'volume_groups/3', {'__fields': 'id,name'}, None, 200, VG))
+    dst.register(('GET', 'volume_groups', {'name': 'dr-vg1', '__fields': 'id,name', '__limit': '2'}, None, 200,
+                  hits([{'id': 8, 'name': 'dr-vg1'}])))
+    result, failed = run(src, dst, capsys, name='s1', state='absent')
+    assert failed
+    assert result['msg'] == ("state=absent deletes session 's1' and the replica on the peer array (volume group 'dr-vg1', "
+                             "its volumes and snapshots); set confirm_teardown: true to do so.")
+
+
 @pytest.mark.parametrize('rpo', [0, 59, 120, 301, 610])
 def test_rpo_is_validated_before_any_request(src, dst, capsys, rpo):
     result, failed = run(src, dst, capsys, name='s1', volume_group='vg1', peer_array='dr', rpo=rpo, state='in_sync')
