@@ -294,7 +294,7 @@ class K2Snapshot(K2Module):
 
     def validate(self):
         p = self.params
-        for option in ('name', 'volume_group', 'source_snapshot'):
+        for option in ('name', 'volume_group', 'volume', 'source_snapshot'):
             problem = check_name(option, p[option])
             if problem:
                 self.fail(problem)

@@ -237,6 +237,9 @@ def test_snapshot_name_collides_with_existing_view(k2_server, conn, capsys):
 @pytest.mark.parametrize('args, message', [
     (dict(name='x' * 43, volume_group='vg1'), "is too long (43 characters)"),
     (dict(name='a:b', volume_group='vg1'), "is not valid"),
+    # An empty name is no filter for K2: the lookup would match every volume.
+    (dict(name='s1', volume=''), "volume '' is not valid"),
+    (dict(name='s1', volume='db data'), "volume 'db data' is not valid"),
     (dict(name='v1', volume_group='vg1', exposable=True), 'set source_snapshot'),
     (dict(name='v1', volume_group='vg1', source_snapshot='s1'), 'set exposable: true'),
     (dict(name='s1', volume_group='vg1', exposable=True, source_snapshot='s1'), 'another snapshot'),
