@@ -24,7 +24,8 @@ options:
     description:
       - K2 user for HTTP basic authentication.
       - Use together with O(k2_password); mutually exclusive with O(k2_token).
-      - If not set, the value of the E(K2_USERNAME) environment variable is used.
+      - If not set, the value of the E(K2_USERNAME) environment variable is used, unless the task sets O(k2_token) or
+        O(k2_sdp_id): the login method a task names wins over the other method's environment variables.
     type: str
   k2_password:
     description:
@@ -35,7 +36,8 @@ options:
     description:
       - Bearer token for access through Silk Flex; requests then go to C(/rest/sdps/<k2_sdp_id>/api/v2) on O(k2_host).
       - Use together with O(k2_sdp_id); mutually exclusive with O(k2_username) and O(k2_password).
-      - If not set, the value of the E(K2_TOKEN) environment variable is used.
+      - If not set, the value of the E(K2_TOKEN) environment variable is used, unless the task sets O(k2_username) or
+        O(k2_password).
     type: str
   k2_sdp_id:
     description:

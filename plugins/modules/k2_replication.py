@@ -263,12 +263,12 @@ session:
       sample: [{volume: db-data, name: rdb-data}]
     local:
       description:
-        - The source session as K2 reports it - C(id), C(name), C(array), C(volume_group), C(state), C(role), C(rpo),
-          C(generation_number) (last replicated generation), C(current_snapshot_progress), C(last_synced_snapshot) and
-          C(last_synced_time) (seconds since the epoch).
+        - The source session as K2 reports it - C(id), C(name), C(array), C(volume_group), C(volume_group_id), C(state),
+          C(role), C(rpo), C(generation_number) (last replicated generation), C(current_snapshot_progress),
+          C(last_synced_snapshot) and C(last_synced_time) (seconds since the epoch).
       type: dict
-      sample: {id: 3, name: db-repl, array: k2-prod.example.com, volume_group: db-vg, state: in_sync, role: source,
-               rpo: 300, generation_number: 12, current_snapshot_progress: 100, last_synced_snapshot: "db-vg:rep-12",
+      sample: {id: 3, name: db-repl, array: k2-prod.example.com, volume_group: db-vg, volume_group_id: 7, state: in_sync,
+               role: source, rpo: 300, generation_number: 12, current_snapshot_progress: 100, last_synced_snapshot: "db-vg:rep-12",
                last_synced_time: 1764039600.0}
     remote:
       description: The remote session on the peer array, same keys as RV(session.local); empty when not (yet) there.

@@ -228,9 +228,10 @@ EXAMPLES = r'''
         adopt_from: legacy-vol-17
       register: adopted
 
-    - name: Size of the adopted volume in whole GiB
+    - name: Size of the adopted volume in whole GiB (adopted is returned only by the run that adopts)
       ansible.builtin.debug:
         msg: "{{ adopted.adopted.size_gib }}"
+      when: adopted.adopted is defined
 
     - name: One task for a thousand volumes, a few bulk requests (scratch_volumes is a list of {name, size}, from inventory)
       kaminario.k2.k2_volume:

@@ -214,14 +214,23 @@ EXAMPLES = r'''
       - name: db01-data-clone
     state: absent
 
-- name: Overwrite an existing volume (not known to read zeros) with multipath over FC
+- name: Map a view and an existing volume to an FC copy host
+  kaminario.k2.k2_host_mapping:
+    host: copy02
+    wwpns: ["21:00:00:24:ff:4c:aa:01", "21:00:00:24:ff:4c:aa:02"]
+    volumes:
+      - name: app01-vg:golden-view
+      - name: app01-data
+  register: fc_mapped
+
+- name: Overwrite the existing volume (not known to read zeros) with the view, multipath over FC
   kaminario.k2.k2_volume_copy:
-    source: "{{ mapped.connection_info['app01-golden-view'] }}"
-    destination: "{{ mapped.connection_info['app01-data'] }}"
+    source: "{{ fc_mapped.connection_info['app01-vg:golden-view'] }}"
+    destination: "{{ fc_mapped.connection_info['app01-data'] }}"
     dest_is_zeroed: false
     multipath: true
     block_size: 4MiB
-  delegate_to: copy01.example.com
+  delegate_to: copy02.example.com
   become: true
 
 - name: Lab copy between two k2sim volumes through their backing files (local transport)
@@ -358,7 +367,8 @@ plan:
   description: In check mode, what the module would do.
   returned: check mode
   type: dict
-  sample: {size: 107374182400, block_size: 1048576, dest_is_zeroed: true, verify: true, direct_io: auto}
+  sample: {size: 107374182400, block_size: 1048576, dest_is_zeroed: true, verify: true, direct_io: auto, multipath: false,
+           io_depth: 4}
 '''
 
 import os
