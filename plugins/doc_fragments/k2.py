@@ -25,7 +25,7 @@ options:
       - K2 user for HTTP basic authentication.
       - Use together with O(k2_password); mutually exclusive with O(k2_token).
       - If not set, the value of the E(K2_USERNAME) environment variable is used, unless the task sets O(k2_token) or
-        O(k2_sdp_id): the login method a task names wins over the other method's environment variables.
+        O(k2_sdp_id); the login method a task names wins over the other method's environment variables.
     type: str
   k2_password:
     description:
