@@ -412,7 +412,8 @@ def scrub_no_log(value, no_log_strings, remove_values, encode=None, texts=None):
     and that container itself when it is a dict, are split into their items without being encoded first (splitting a
     plain dict whose keys hold no no_log value gives what ``remove_values`` gives, whether or not its values hold
     one), so that its JSON text is computed once.
-    With ``encode`` (the module's own encoder: ``record_sharing`` prints the result with it, see there), the parts of
+    With ``encode`` (the module's own encoder, or its ``stdlib_twin``: ``record_sharing`` prints the result with it, see
+    there), the parts of
     a container met twice that are made only of plain JSON types (``_plain``: exactly dict with str keys, list, str,
     int, finite float, bool, None) are checked on ``encode``'s text instead, kept in ``texts`` (``{id: (container,
     text)}``, those that hold no no_log value) for ``record_sharing``: for those types the module encoder is the
@@ -524,6 +525,31 @@ def module_text(record, value):
     return text[2:-2] if text.startswith('\n[') and text.endswith(']\n') else None
 
 
+# Plain JSON values of every kind whose encoding could differ between encoders: escapes, non-ASCII and the line
+# separators, the number forms, nesting. The probe of ``stdlib_twin``.
+_ENCODER_PROBE = {'text': u'a "q" \\ / \n\t\x01 \u00e9 \u2028 \U0001f600', 'numbers': [0, -7, 2 ** 70, 1.5, -0.0, 1e300, 1e-7],
+                  'flags': [True, False, None], 'nested': {'': [], 'x': {}}}
+
+
+def stdlib_twin(record):
+    """A function that encodes plain JSON values (see ``_plain``) exactly as ``record`` (Ansible's
+    ``_record_module_result``) writes them nested in the result, with the stdlib's C encoder; or None.
+
+    For plain values ansible-core 2.19's module encoder is the stdlib encoder with ``ensure_ascii`` on or off, but it
+    visits every dict and list in Python (its ``default`` hook wraps each container to look at its items): on k2_facts'
+    10,000 volumes that is most of the exit. Which setting applies is read from ``record`` itself on a probe holding
+    every kind of plain value, and the twin is given only when the stdlib's text is the same to the character;
+    otherwise (another ansible-core, another encoder) None, and ``module_text`` stays the way.
+    """
+    expected = module_text(record, _ENCODER_PROBE)
+    if expected is None:
+        return None
+    for ensure_ascii in (False, True):
+        if json.dumps(_ENCODER_PROBE, ensure_ascii=ensure_ascii) == expected:
+            return lambda item, ensure_ascii=ensure_ascii: json.dumps(item, ensure_ascii=ensure_ascii)
+    return None
+
+
 def record_sharing(record, result, texts=None):
     """``record(result)`` (Ansible's ``_record_module_result``: ``print('\\n' + JSON of result)``), with each container
     the result holds twice (k2_facts: ``ansible_facts.k2`` and ``k2``) encoded once.
@@ -618,7 +644,10 @@ def scrubbing_only_what_holds_secrets(module=None):
                and getattr(func, '__qualname__', None) == 'AnsibleModule._record_module_result'
                and '_record_module_result' not in vars(module))
     texts = {}        # {id: (container, its JSON text by record)}: made by the scrub, used by record_sharing
-    encode = (lambda item: module_text(record, item)) if patched else None
+    encode = None
+    if patched:
+        # the scrub encodes only plain values (_plain) with it: the stdlib's C encoder when it writes the same text
+        encode = stdlib_twin(record) or (lambda item: module_text(record, item))
 
     def remove_values(value, no_log_strings):
         return scrub_no_log(value, no_log_strings, original, encode=encode, texts=texts)

@@ -371,3 +371,57 @@ def test_scrub_no_log_uses_module_text_only_for_plain_values():
     shared = {'when': (1, 2), 'who': 'x'}
     got = scrub_no_log({'one': {'f': shared}, 'two': shared}, ['zz'], remove_values, encode=module_encode, texts=texts)
     assert got['two'] == shared and texts == {}
+
+
+# ------------------------------------------------------------------ stdlib_twin: the C encoder where it writes the same text
+
+PLAIN_VALUES = st.recursive(
+    st.one_of(TEXT, st.integers(-2 ** 80, 2 ** 80), st.floats(allow_nan=False, allow_infinity=False), st.booleans(), st.none()),
+    lambda children: st.one_of(st.lists(children, max_size=5), st.dictionaries(TEXT, children, max_size=5)), max_leaves=40)
+
+
+def ansible_record(monkeypatch):
+    """Ansible's own _record_module_result, with the module profile exit_json uses."""
+    monkeypatch.setattr(ansible_basic, '_ANSIBLE_PROFILE', 'legacy')
+    return lambda value: ansible_basic.AnsibleModule._record_module_result(None, value)
+
+
+@given(value=PLAIN_VALUES)
+def test_stdlib_twin_writes_what_ansible_writes_for_plain_values(value):
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        record = ansible_record(monkeypatch)
+        twin = k2_module.stdlib_twin(record)
+        assert twin is not None           # ansible-core 2.19: the stdlib encoder, ensure_ascii off
+        assert twin(value) == k2_module.module_text(record, value)
+
+
+def test_stdlib_twin_is_refused_when_the_module_encoder_writes_otherwise():
+    def sorted_record(value):
+        sys.stdout.write('\n%s\n' % json.dumps(value, sort_keys=True, ensure_ascii=False))
+
+    def spaced_record(value):
+        sys.stdout.write('\n%s\n' % json.dumps(value, separators=(',', ':')))
+
+    for record in (sorted_record, spaced_record):
+        assert k2_module.stdlib_twin(record) is None
+    assert k2_module.stdlib_twin(lambda value: sys.stdout.write('\n%s\n' % json.dumps(value))) is not None
+
+
+def test_exit_encodes_the_facts_with_the_c_encoder_not_ansibles(no_server_conn, capsys, monkeypatch):
+    # The scrub's texts of the facts come from the twin: Ansible's encoder is called for the result with markers only.
+    calls = []
+    original = ENCODER.default
+
+    def counting_default(self, o):
+        calls.append(type(o).__name__)
+        return original(self, o)
+
+    monkeypatch.setattr(ENCODER, 'default', counting_default)
+    fast = raw_stdout(no_server_conn, capsys, monkeypatch, False)
+    fast_calls = len(calls)
+    del calls[:]
+    monkeypatch.setattr(ENCODER, 'default', counting_default)
+    plain = raw_stdout(no_server_conn, capsys, monkeypatch, True)
+    assert fast == plain
+    # 400 volumes of 7 fields with a tags list each, held twice: Ansible's path visits every container of both copies
+    assert len(calls) > 2 * 400 and fast_calls < 100, (fast_calls, len(calls))
