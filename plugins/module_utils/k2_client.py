@@ -397,7 +397,7 @@ class K2Client(object):
         self.trace_error = None
         if trace_file:
             try:
-                os.close(os.open(trace_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+                os.close(self._open_trace())
             except OSError as exc:
                 raise ValueError('trace_file %s cannot be written (%s): give a file in an existing directory this '
                                  'user may write to, or leave trace_file unset.' % (trace_file, exc.strerror))
@@ -622,14 +622,17 @@ class K2Client(object):
         if error is not None:
             entry['error'] = redact(_short(error), self._secrets)
         line = json.dumps(entry, sort_keys=True, default=str)
-        # 0600: a trace holds object names and addresses even with secrets removed.
         try:
-            fd = os.open(self.trace_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            with os.fdopen(fd, 'a') as handle:
+            with os.fdopen(self._open_trace(), 'a') as handle:
                 handle.write(line + '\n')
         except OSError as exc:
             self.trace_error = 'trace_file %s could not be written (%s); tracing stopped.' % (self.trace_file, exc.strerror)
             self.trace_file = None
+
+    def _open_trace(self):
+        """A descriptor appending to ``trace_file``, which is created 0600: a trace holds object names and addresses
+        even with secrets removed."""
+        return os.open(self.trace_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     # ------------------------------------------------------------- queries
 

@@ -83,10 +83,9 @@ def k2_argument_spec():
     )
 
 
-# The two ways to log in, and the environment variables their options fall back to.
+# The two ways to log in: user and password, or Flex token and SDP id. The options of each go together.
 LOGIN_METHODS = (('k2_username', 'k2_password'), ('k2_token', 'k2_sdp_id'))
-LOGIN_ENV = {LOGIN_METHODS[0]: ('K2_USERNAME', 'K2_PASSWORD'), LOGIN_METHODS[1]: ('K2_TOKEN', 'K2_SDP_ID')}
-K2_REQUIRED_TOGETHER = [('k2_username', 'k2_password'), ('k2_token', 'k2_sdp_id')]
+K2_REQUIRED_TOGETHER = list(LOGIN_METHODS)
 K2_MUTUALLY_EXCLUSIVE = [('k2_username', 'k2_token'), ('k2_password', 'k2_token'),
                          ('k2_username', 'k2_sdp_id'), ('k2_password', 'k2_sdp_id')]
 K2_REQUIRED_ONE_OF = [('k2_username', 'k2_token')]
@@ -720,7 +719,9 @@ class K2AnsibleModule(AnsibleModule):
             for key in LOGIN_METHODS[1 if named[0] else 0]:
                 spec[key] = dict((k, v) for k, v in spec[key].items() if k != 'fallback')
         elif not any(named):
-            in_env = [[var for var in LOGIN_ENV[keys] if os.environ.get(var)] for keys in LOGIN_METHODS]
+            # the variables each method's options fall back to (k2_argument_spec), those that are set
+            in_env = [[var for key in keys for var in spec[key].get('fallback', (None, ()))[1] if os.environ.get(var)]
+                      for keys in LOGIN_METHODS]
             if in_env[0] and in_env[1]:
                 self._k2_shape_errors.append(
                     'the environment sets %s and %s, two ways to log in: choose one by setting k2_username and '

@@ -107,25 +107,17 @@ class K2TwoArrayModule(K2Module):
                              'network path can impersonate it and read its credentials. Set target.ca_path instead.')
         if conn:
             # Only builds the client (no request): a bad target option fails here, before the first request to either array.
-            self._target = self._target_client(conn)
+            try:
+                self._target = client_from_connection(conn, trace_file=self.params.get('trace_file'))
+            except ValueError as exc:
+                self.fail('target: %s' % exc)
 
     @property
     def target(self):
         if self._target is None:
-            conn = self.params.get('target')
-            if not conn:
-                self.fail('This task needs the peer array: set target (k2_host, k2_username and k2_password, or '
-                          'k2_token and k2_sdp_id, and ca_path) to the connection of the secondary array.')
-            self._target = self._target_client(conn)
+            self.fail('This task needs the peer array: set target (k2_host, k2_username and k2_password, or '
+                      'k2_token and k2_sdp_id, and ca_path) to the connection of the secondary array.')
         return self._target
-
-    def _target_client(self, conn):
-        client = None
-        try:
-            client = client_from_connection(conn, trace_file=self.params.get('trace_file'))
-        except ValueError as exc:
-            self.fail('target: %s' % exc)
-        return client
 
     def request_counters(self):
         source = self._client.counters() if self._client is not None else {'total': 0}

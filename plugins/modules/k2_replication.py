@@ -518,7 +518,7 @@ class K2Replication(K2TwoArrayModule):
             return self.create(vg, peer, volumes, missing)
 
         remote_name = self.remote_session_name(local)
-        self.peer_group_name(vg, local)  # refuses another name than the session's before any request to the peer
+        peer_vg_name = self.peer_group_name(vg['name'], local)
         with self.step("look up remote session '%s' on the peer array" % remote_name):
             remote = find_session(self.target, remote_name)
         if local.get('current_role') == 'target' or local.get('state') == 'failed_over':
@@ -527,7 +527,7 @@ class K2Replication(K2TwoArrayModule):
         if remote is not None and remote.get('state') == 'failed_over':
             self.fail("Remote session '%s' is failed over on the peer array: fail back with kaminario.k2.k2_failover "
                       "(state: failed_back) before changing replication." % remote_name)
-        before = self.view(local, vg, peer, remote_name, have, names)
+        before = self.view(local, vg, peer, remote_name, peer_vg_name, have, names)
         after = dict(before)
         changes = {}
         if p['rpo'] is not None and _as_int(local.get('rpo')) != p['rpo']:
@@ -614,22 +614,23 @@ class K2Replication(K2TwoArrayModule):
             wanted.append((by_name[entry['volume']], entry.get('name') or rep_name(entry['volume'])))
         return wanted
 
-    def view(self, local, vg, peer, remote_name, have, names):
+    def view(self, local, vg, peer, remote_name, peer_vg_name, have, names):
         return {
             'name': local['name'] if local else self.params['name'],
             'volume_group': vg['name'],
             'peer_array': (peer or {}).get('name'),
-            'peer_volume_group': self.peer_group_name(vg, local),
+            'peer_volume_group': peer_vg_name,
             'remote_session_name': remote_name,
             'rpo': _as_int(local.get('rpo')) if local else self.params['rpo'],
             'state': local.get('state') if local else None,
             'peer_volumes': sorted(({'volume': names.get(vid, str(vid)), 'name': n} for vid, n in have.items()), key=lambda e: e['volume']),
         }
 
-    def peer_group_name(self, vg, local=None):
+    def peer_group_name(self, vg_name, local=None):
         """The replica volume group's name on the peer array: as the session ``local`` was created with, else the option,
-        else ``r`` + the group's name."""
-        return self.recorded_name(local, 'replication_peer_volume_group_name', 'peer_volume_group', rep_name(vg['name']))
+        else ``r`` + ``vg_name`` (None without a group name)."""
+        return self.recorded_name(local, 'replication_peer_volume_group_name', 'peer_volume_group',
+                                  rep_name(vg_name) if vg_name else None)
 
     def remote_session_name(self, local=None):
         """The session's name on the peer array: as the session ``local`` was created with, else the option, else ``r`` + name."""
@@ -655,7 +656,7 @@ class K2Replication(K2TwoArrayModule):
         if not volumes:
             self.fail("Volume group '%s' has no volumes: create them before replicating it." % vg['name'])
         remote_name = self.remote_session_name()
-        peer_vg = self.peer_group_name(vg)
+        peer_vg = self.peer_group_name(vg['name'])
         names = dict((v['id'], v['name']) for v in volumes)
         with self.step("check that volume group '%s' is not replicated already" % vg['name']):
             others = self.client.search(SESSIONS, {'local_volume_group': make_ref('volume_groups', vg['id'])})
@@ -794,12 +795,12 @@ class K2Replication(K2TwoArrayModule):
             self.fail("Remote session '%s' is failed over: the peer array serves the data. Fail back first "
                       "(kaminario.k2.k2_failover, state: failed_back), or keep replication." % remote_name)
         peer_vg = None
+        peer_vg_name = self.peer_group_name(vg_name, local)
         with self.step('look up the peer volume group on the peer array'):
             if remote is not None and remote.get('local_volume_group'):
                 peer_vg = self.target.get('volume_groups', ref_id(remote['local_volume_group']), fields=['name'])
-            elif (local or {}).get('replication_peer_volume_group_name') or p['peer_volume_group'] or vg_name:
-                peer_vg = self.target.get_by_name('volume_groups', self.peer_group_name({'name': vg_name or ''}, local),
-                                                  fields=['name'])
+            elif peer_vg_name:
+                peer_vg = self.target.get_by_name('volume_groups', peer_vg_name, fields=['name'])
         if local is None and remote is None and peer_vg is None:
             return
         if not p['confirm_teardown']:
